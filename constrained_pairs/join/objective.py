@@ -1,0 +1,288 @@
+"""The data-join objective Ω^A / Ω^P of SPEC §2, streamed over the pairs.
+
+Regime A evaluates g on (x_j^P, a_i^A), so the logits of pair (i, j) split as
+z_ij = u_j + v_i with u = θ₁φ(x^P) + b and v = θ₂a^A. That structure gives:
+
+* without auxiliary features the sum over i collapses: O(n_P·C);
+* with them, Σ_ij logsumexp(u_j + v_i) = Σ_ij [log (e^{v_i−m_i} · e^{u_j−m_j}) + m_i + m_j], one
+  matrix product per chunk of rows i (entries that would underflow are recomputed directly);
+  the true-class term is linear, and the seed hinge Σ_ij max(u_{j,y_j} + v_{i,y_j} − t, 0) is a
+  sort-and-prefix-sum per class, O((n_A + n_P)·C·log n_A).
+
+Regime P evaluates g on (x_i^A, a_i^A): logits depend on i only and the pair sum becomes
+per-(i, class) counts, O(n_A·C). Constant distances enter through D̄, computed once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from constrained_pairs._validation import check_choice
+from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs.join.distances import distance_sum
+from constrained_pairs.join.pairs import PairSet
+from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.join.streaming import stream_sum
+
+REGIMES = ("A", "P")
+
+
+def features(model: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """φ(x): the backbone's output, or the flattened inputs for the linear model."""
+    return model(x).flatten(1) if model is not None else x.flatten(1)
+
+
+def hinge_matrix(z: torch.Tensor, threshold: torch.Tensor, kind: str) -> torch.Tensor:
+    """Hinge of SPEC §2 for every candidate label c: (n, C) from logits z of shape (n, C).
+
+    ``"seed"``: max(z_c − t, 0); ``"margin"``: max(max_k(z_c − z_k) − t, 0).
+    """
+    if kind == "seed":
+        return F.relu(z - threshold)
+    return F.relu(z - z.min(dim=1, keepdim=True).values - threshold)
+
+
+def hinge_at(
+    z: torch.Tensor, label: torch.Tensor, threshold: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """The hinge of SPEC §2 at each row's own label: shape (n,)."""
+    z_true = z.gather(1, label[:, None]).squeeze(1)
+    if kind == "seed":
+        return F.relu(z_true - threshold)
+    return F.relu(z_true - z.min(dim=1).values - threshold)
+
+
+def _labelled_rows_loss(
+    z: torch.Tensor, label: torch.Tensor, weight: torch.Tensor, threshold: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """Σ_r weight_r [CE(z_r, label_r) + hinge(z_r, label_r)]."""
+    ce = torch.logsumexp(z, dim=1) - z.gather(1, label[:, None]).squeeze(1)
+    return (weight * (ce + hinge_at(z, label, threshold, kind))).sum()
+
+
+def _counted_rows_loss(
+    z: torch.Tensor, counts: torch.Tensor, threshold: torch.Tensor, kind: str
+) -> torch.Tensor:
+    """Σ_r Σ_c counts_rc [CE(z_r, c) + hinge(z_r, c)]."""
+    lse = torch.logsumexp(z, dim=1)
+    return (
+        (counts.sum(1) * lse).sum()
+        - (counts * z).sum()
+        + (counts * hinge_matrix(z, threshold, kind)).sum()
+    )
+
+
+def _all_pairs_logsumexp(
+    rows: slice, exp_u: torch.Tensor, max_u: torch.Tensor, u: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """Σ_{i∈rows, j} logsumexp(u_j + v_i) through one matrix product (module docstring)."""
+    v_rows = v[rows]
+    max_v = v_rows.max(dim=1, keepdim=True).values
+    sums = torch.exp(v_rows - max_v) @ exp_u.T
+    # Products of two shifted exponentials can underflow when the two maxima sit on different
+    # classes; such entries (rare) are recomputed exactly below.
+    underflow = sums < torch.finfo(sums.dtype).tiny ** 0.75
+    lse = torch.log(torch.where(underflow, torch.ones_like(sums), sums)) + max_v + max_u.T
+    total = torch.where(underflow, torch.zeros_like(lse), lse).sum()
+    if bool(underflow.any()):
+        i, j = underflow.nonzero(as_tuple=True)
+        total = total + torch.logsumexp(v_rows[i] + u[j], dim=1).sum()
+    return total
+
+
+def _all_pairs_seed_hinge(
+    u_true: torch.Tensor, v: torch.Tensor, y: torch.Tensor, threshold: torch.Tensor
+) -> torch.Tensor:
+    """Σ_{i,j} max(u_true_j + v_{i,y_j} − t, 0) by sorting each class column of v once."""
+    n_a, num_classes = v.shape
+    column_sorted = v.T.sort(dim=1).values  # (C, n_A), ascending
+    suffix = F.pad(column_sorted.flip(1).cumsum(1).flip(1), (0, 1))  # Σ_{q>=p}, 0 at p = n_A
+    cut = (threshold - u_true).unsqueeze(0).expand(num_classes, -1).contiguous()
+    below = torch.searchsorted(column_sorted.detach().contiguous(), cut.detach(), right=True)
+    below = below.gather(0, y[None]).squeeze(0)  # #{i : v_{i,y_j} <= t − u_true_j}
+    above_sum = suffix[y, below]
+    return ((n_a - below).to(v.dtype) * (u_true - threshold) + above_sum).sum()
+
+
+def _all_pairs_margin_hinge(
+    rows: slice, u: torch.Tensor, v: torch.Tensor, y: torch.Tensor, threshold: torch.Tensor
+) -> torch.Tensor:
+    z = v[rows, None, :] + u[None, :, :]  # (rows, n_P, C)
+    z_true = z.gather(2, y[None, :, None].expand(z.shape[0], -1, 1)).squeeze(2)
+    return F.relu(z_true - z.min(dim=2).values - threshold).sum()
+
+
+def _explicit_pairs_loss(
+    part: tuple[torch.Tensor, torch.Tensor],
+    u: torch.Tensor,
+    v: torch.Tensor,
+    y: torch.Tensor,
+    threshold: torch.Tensor,
+    kind: str,
+) -> torch.Tensor:
+    index_a, index_p = part
+    z = u[index_p] + v[index_a]
+    return _labelled_rows_loss(z, y[index_p], torch.ones_like(z[:, 0]), threshold, kind)
+
+
+def regime_a_pair_loss(
+    pairs: PairSet,
+    u: torch.Tensor,
+    v: torch.Tensor | None,
+    y: torch.Tensor,
+    threshold: torch.Tensor,
+    kind: str,
+) -> torch.Tensor:
+    """Σ_{(i,j)∈M} [CE(u_j + v_i, y_j) + hinge] of regime A (v None: no auxiliary features)."""
+    if v is None:
+        weight = pairs.p_multiplicity(u.device, u.dtype)
+        return _labelled_rows_loss(u, y, weight, threshold, kind)
+    if not pairs.is_all:
+        chunks = pairs.explicit_chunks(u.shape[1])
+        return stream_sum(_explicit_pairs_loss, chunks, u, v, y, threshold, kind)
+    max_u = u.max(dim=1, keepdim=True).values
+    exp_u = torch.exp(u - max_u)
+    lse = stream_sum(_all_pairs_logsumexp, pairs.row_chunks(1), exp_u, max_u, u, v)
+    class_sizes = torch.bincount(y, minlength=u.shape[1]).to(u.dtype)
+    u_true = u.gather(1, y[:, None]).squeeze(1)
+    true_logits = pairs.n_a * u_true.sum() + (v * class_sizes).sum()
+    if kind == "seed":
+        hinge = _all_pairs_seed_hinge(u_true, v, y, threshold)
+    else:
+        hinge = stream_sum(
+            _all_pairs_margin_hinge, pairs.row_chunks(u.shape[1]), u, v, y, threshold
+        )
+    return lse - true_logits + hinge
+
+
+def _as_scalar(name: str, value: Any, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise InvalidArgumentError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
+        return value.reshape(())
+    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def _check_head(problem: PairProblem, theta1, theta2, bias, num_features: int) -> None:
+    expected = (problem.num_classes, num_features)
+    if theta1.dim() != 2 or tuple(theta1.shape) != expected:
+        raise InvalidArgumentError(f"theta1 must have shape {expected}, got {tuple(theta1.shape)}")
+    if theta2 is not None:
+        if not problem.has_aux:
+            raise InvalidArgumentError("theta2 was given but the problem has no aux_a features")
+        expected2 = (problem.num_classes, problem.aux_a.shape[1])
+        if tuple(theta2.shape) != expected2:
+            raise InvalidArgumentError(
+                f"theta2 must have shape {expected2}, got {tuple(theta2.shape)}"
+            )
+    if bias is not None and tuple(bias.shape) != (problem.num_classes,):
+        raise InvalidArgumentError(
+            f"bias must have shape ({problem.num_classes},), got {tuple(bias.shape)}"
+        )
+
+
+def _local_pairs(pairs: PairSet, device: torch.device):
+    """Re-index a pair sample onto the rows it touches, so φ runs on those rows only."""
+    rows_a, index_a = torch.unique(pairs.index_a.to(device), return_inverse=True)
+    rows_p, index_p = torch.unique(pairs.index_p.to(device), return_inverse=True)
+    return rows_a, rows_p, PairSet(len(rows_a), len(rows_p), index_a, index_p)
+
+
+def objective(
+    problem: PairProblem,
+    *,
+    theta1: torch.Tensor,
+    theta2: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    alpha_a: torch.Tensor | float,
+    alpha_p: torch.Tensor | float,
+    regime: str = "A",
+    model: torch.nn.Module | None = None,
+    pairs: PairSet | None = None,
+    distance_squash: str | None = None,
+) -> torch.Tensor:
+    """Ω^A or Ω^P of SPEC §2, differentiable in every argument.
+
+    Args:
+        problem: the data-join problem.
+        theta1: classifier layer θ₁, (C, d) with d the (backbone) feature size.
+        theta2: auxiliary-feature weights θ₂, (C, m), or None (no θ₂ term).
+        bias: unconstrained bias b, (C,), or None (zero).
+        alpha_a: α_A (tensor or float).
+        alpha_p: α_P (tensor or float).
+        regime: ``"A"`` (g on x^P, distance weighted by α_A) or ``"P"`` (g on x^A, by α_P).
+        model: optional backbone φ; None means φ = identity (linear model).
+        pairs: optional sample of M (see :func:`~constrained_pairs.join.pairs.sample_pairs`);
+            the pair sum is then rescaled by |M| / |sample|, an unbiased estimate.
+        distance_squash: None, or ``"sigmoid"``: the notes' variant −Σ sigmoid(α d_ij) in place of
+            −α Σ d_ij. It changes the problem (it is bounded for any radii).
+
+    Returns:
+        A 0-dim tensor.
+    """
+    check_choice("regime", regime, REGIMES)
+    check_choice("distance_squash", distance_squash, (None, "sigmoid"))
+    alpha_a = _as_scalar("alpha_a", alpha_a, theta1)
+    alpha_p = _as_scalar("alpha_p", alpha_p, theta1)
+    device = problem.device
+    sample = pairs is not None
+    if sample:
+        rows_a, rows_p, pair_set = _local_pairs(pairs, device)
+        x_a, x_p, y = problem.x_a[rows_a], problem.x_p[rows_p], problem.y_p[rows_p]
+        aux = problem.aux_a[rows_a] if problem.has_aux else None
+        weight = problem.pairs.size / pairs.size
+    else:
+        pair_set, x_a, x_p, y, aux, weight = (
+            problem.pairs,
+            problem.x_a,
+            problem.x_p,
+            problem.y_p,
+            problem.aux_a,
+            1.0,
+        )
+    threshold = alpha_p * problem.kappa_p
+    fp = features(model, x_p)
+    _check_head(problem, theta1, theta2, bias, fp.shape[1])
+    if bias is None:
+        bias = torch.zeros(problem.num_classes, dtype=theta1.dtype, device=theta1.device)
+    fa = None
+    if regime == "A":
+        v = aux @ theta2.T if theta2 is not None else None
+        loss = regime_a_pair_loss(pair_set, fp @ theta1.T + bias, v, y, threshold, problem.hinge)
+    else:
+        fa = features(model, x_a)
+        w = fa @ theta1.T + bias
+        if theta2 is not None:
+            w = w + aux @ theta2.T
+        counts = pair_set.class_counts(y, problem.num_classes, w.dtype)
+        loss = _counted_rows_loss(w, counts, threshold, problem.hinge)
+
+    alpha_d = alpha_a if regime == "A" else alpha_p
+    if problem.distance_is_constant(model) and distance_squash is None:
+        distance_term = alpha_d * problem.distance_total
+    else:
+        if fa is None:
+            fa = features(model, x_a)
+        da, dp = fa, fp
+        if problem.distance == "input":
+            da, dp = x_a, x_p
+        elif problem.distance == "logit":
+            da, dp = fa @ theta1.T, fp @ theta1.T
+        scale = (
+            problem.distance_scale()
+            if problem.distance_is_constant(model)
+            else (problem.distance_scale(da, dp))
+        )
+        squash = alpha_d if distance_squash else None
+        total = distance_sum(
+            pair_set, da, dp, problem.distance_fn, scale=scale, squash_alpha=squash
+        )
+        distance_term = weight * (total if squash is not None else alpha_d * total)
+    return (
+        alpha_a * problem.r_a
+        + alpha_p * problem.r_p
+        + (weight * loss - distance_term) / problem.normalizer
+    )

@@ -1,0 +1,143 @@
+"""The pair set M ⊆ [n_A] × [n_P] of SPEC §2, stored without materialising n_A × n_P tensors.
+
+``"all"`` pairs are implicit; ``"knn"`` and explicit index arrays are stored as two index vectors.
+Every quantity the objective needs from M (multiplicities, per-class counts, chunks) is derived
+here in O(|M|) or O(n_A + n_P) memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from constrained_pairs.errors import InvalidArgumentError
+
+#: Largest number of floats a streamed chunk may hold (about 32 MiB in float64).
+CHUNK_ELEMENTS = 2**22
+
+
+@dataclass
+class PairSet:
+    """A multiset of index pairs (i, j), i indexing set A and j set P.
+
+    Attributes:
+        n_a: size of set A.
+        n_p: size of set P.
+        index_a: row indices of explicit pairs, or None for all pairs.
+        index_p: column indices of explicit pairs, or None for all pairs.
+    """
+
+    n_a: int
+    n_p: int
+    index_a: torch.Tensor | None = None
+    index_p: torch.Tensor | None = None
+    _cache: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def is_all(self) -> bool:
+        return self.index_a is None
+
+    @property
+    def size(self) -> int:
+        """|M|, the number of pairs (with multiplicity)."""
+        return self.n_a * self.n_p if self.is_all else int(self.index_a.numel())
+
+    def a_multiplicity(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """How many pairs each i of set A belongs to, shape (n_a,)."""
+        if self.is_all:
+            return torch.full((self.n_a,), float(self.n_p), device=device, dtype=dtype)
+        counts = torch.bincount(self.index_a, minlength=self.n_a)
+        return counts.to(device=device, dtype=dtype)
+
+    def p_multiplicity(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """How many pairs each j of set P belongs to, shape (n_p,)."""
+        if self.is_all:
+            return torch.full((self.n_p,), float(self.n_a), device=device, dtype=dtype)
+        counts = torch.bincount(self.index_p, minlength=self.n_p)
+        return counts.to(device=device, dtype=dtype)
+
+    def class_counts(self, y_p: torch.Tensor, num_classes: int, dtype: torch.dtype) -> torch.Tensor:
+        """Cnt[i, c] = #{j : (i, j) ∈ M, y_j = c}, shape (n_a, C)."""
+        key = ("class_counts", dtype)
+        if key not in self._cache:
+            if self.is_all:
+                per_class = torch.bincount(y_p, minlength=num_classes).to(dtype)
+                counts = per_class.expand(self.n_a, num_classes).clone()
+            else:
+                flat = self.index_a * num_classes + y_p[self.index_p]
+                counts = torch.bincount(flat, minlength=self.n_a * num_classes)
+                counts = counts.reshape(self.n_a, num_classes).to(dtype)
+            self._cache[key] = counts
+        return self._cache[key]
+
+    def row_chunks(self, width: int) -> Iterator[slice]:
+        """Slices of set A's rows such that a (rows, n_p, width) block fits the chunk budget."""
+        step = max(1, CHUNK_ELEMENTS // max(1, self.n_p * width))
+        for start in range(0, self.n_a, step):
+            yield slice(start, min(start + step, self.n_a))
+
+    def explicit_chunks(self, width: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(i, j) index chunks of explicit pairs such that (len, width) blocks fit the budget."""
+        step = max(1, CHUNK_ELEMENTS // max(1, width))
+        for start in range(0, self.size, step):
+            yield self.index_a[start : start + step], self.index_p[start : start + step]
+
+    def to(self, device: torch.device | str | None) -> PairSet:
+        if self.is_all:
+            return self
+        return PairSet(self.n_a, self.n_p, self.index_a.to(device), self.index_p.to(device))
+
+
+def explicit_pairs(value: object, n_a: int, n_p: int, device: torch.device) -> PairSet:
+    """Build a :class:`PairSet` from an (|M|, 2) index array or an ``(i, j)`` pair of vectors."""
+    if isinstance(value, tuple | list) and len(value) == 2 and not isinstance(value[0], int):
+        index_a, index_p = (torch.as_tensor(v) for v in value)
+    else:
+        table = torch.as_tensor(value)
+        if table.dim() != 2 or table.shape[1] != 2:
+            raise InvalidArgumentError(
+                f"pairs must be 'all', 'knn', an (|M|, 2) index array or an (i, j) tuple, "
+                f"got shape {tuple(table.shape)}"
+            )
+        index_a, index_p = table[:, 0], table[:, 1]
+    if index_a.is_floating_point() or index_p.is_floating_point():
+        raise InvalidArgumentError("pairs must hold integer indices")
+    if index_a.shape != index_p.shape or index_a.dim() != 1 or index_a.numel() == 0:
+        raise InvalidArgumentError("pairs must be two non-empty index vectors of equal length")
+    for name, index, n in (("pairs[:, 0]", index_a, n_a), ("pairs[:, 1]", index_p, n_p)):
+        if int(index.min()) < 0 or int(index.max()) >= n:
+            raise InvalidArgumentError(f"{name} must lie in 0..{n - 1}")
+    return PairSet(n_a, n_p, index_a.long().to(device), index_p.long().to(device))
+
+
+def knn_pairs(x_a: torch.Tensor, x_p: torch.Tensor, k: int) -> PairSet:
+    """Each i of set A paired with its k nearest j of set P (Euclidean on raw inputs)."""
+    n_a, n_p = x_a.shape[0], x_p.shape[0]
+    if not 1 <= k <= n_p:
+        raise InvalidArgumentError(f"knn must be in 1..n_P={n_p}, got {k}")
+    flat_a, flat_p = x_a.flatten(1), x_p.flatten(1)
+    step = max(1, CHUNK_ELEMENTS // max(1, n_p))
+    neighbours = [
+        torch.cdist(flat_a[s : s + step], flat_p).topk(k, dim=1, largest=False).indices
+        for s in range(0, n_a, step)
+    ]
+    index_p = torch.cat(neighbours).reshape(-1)
+    index_a = torch.arange(n_a, device=x_a.device).repeat_interleave(k)
+    return PairSet(n_a, n_p, index_a, index_p)
+
+
+def sample_pairs(pairs: PairSet, size: int, generator: torch.Generator | None = None) -> PairSet:
+    """A uniform sample (with replacement) of ``size`` pairs of M, for unbiased mini-batches.
+
+    Scaling a sum over the sample by ``pairs.size / size`` gives an unbiased estimate of the sum
+    over M (SPEC §2, "sampled per mini-batch").
+    """
+    device = pairs.index_a.device if not pairs.is_all else None
+    if pairs.is_all:
+        index_a = torch.randint(pairs.n_a, (size,), generator=generator)
+        index_p = torch.randint(pairs.n_p, (size,), generator=generator)
+        return PairSet(pairs.n_a, pairs.n_p, index_a, index_p)
+    pick = torch.randint(pairs.size, (size,), generator=generator).to(device)
+    return PairSet(pairs.n_a, pairs.n_p, pairs.index_a[pick], pairs.index_p[pick])

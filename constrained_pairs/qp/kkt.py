@@ -1,0 +1,148 @@
+"""The reduced KKT system of a box-constrained QP with its active set fixed (SPEC §3).
+
+With the fixed (active) variables removed, the free variables F and the equality multipliers
+solve ``[[Q_FF, A_Fᵀ], [A_F, 0]] [z_F; nu] = [r_F; r_b]``. Every problem of the batch gathers
+its free variables to the front and is padded with identity rows to the largest free set, so one
+batched Cholesky factorisation of ``Q_FF`` serves the batch; the few equality rows enter through
+the Schur complement ``A_F Q_FF⁻¹ A_Fᵀ``. The forward pass and the implicit backward pass of
+:mod:`constrained_pairs.qp.native` share these factorisations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class KKTFactor:
+    """Factorisation of the reduced KKT matrix ``[[Q_FF, A_Fᵀ], [A_F, 0]]`` of a free set F.
+
+    The free variables of each problem are gathered to the front (``index``) and the batch is
+    padded to the largest free set ``m`` with identity rows (``valid`` is 0 there), so one batched
+    Cholesky of size ``m`` serves every problem.
+
+    Attributes:
+        free_mask: ``(B, n)`` bool mask of the free variables.
+        index: ``(B, m)`` positions of the free variables (then padding positions).
+        valid: ``(B, m)`` 0/1 mask of the real (non-padding) entries of ``index``.
+        chol: ``(B, m, m)`` Cholesky factor of ``Q_FF + δI`` (identity on padding).
+        At: ``(B, m, k)`` gathered equality columns ``A_Fᵀ``, or None without equalities.
+        Y: ``(B, m, k)`` ``(Q_FF + δI)⁻¹ A_Fᵀ``.
+        schur: ``(B, k, k)`` Cholesky factor of the Schur complement ``A_F Q_FF⁻¹ A_Fᵀ``.
+    """
+
+    free_mask: torch.Tensor
+    index: torch.Tensor
+    valid: torch.Tensor
+    chol: torch.Tensor
+    At: torch.Tensor | None = None
+    Y: torch.Tensor | None = None
+    schur: torch.Tensor | None = None
+
+    @property
+    def free(self) -> torch.Tensor:
+        return self.free_mask.to(self.chol.dtype)
+
+
+def _chol_solve(chol: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    y = torch.linalg.solve_triangular(chol, rhs, upper=False)
+    return torch.linalg.solve_triangular(chol.mT, y, upper=True)
+
+
+def factorize(
+    Q: torch.Tensor,
+    free_mask: torch.Tensor,
+    A: torch.Tensor | None,
+    jitter: torch.Tensor | None,
+    sizes: tuple[int, int] | None = None,
+) -> tuple[KKTFactor, torch.Tensor]:
+    """Factorise the reduced KKT system of the free set ``free_mask`` for every problem.
+
+    ``jitter`` ``(B, 1)`` or None is added to the free diagonal (so a singular ``Q_FF`` factors).
+    ``sizes`` = (smallest, largest) free-set size when the caller already knows them. Returns the
+    factor and a ``(B,)`` bool tensor flagging problems whose factorisation failed.
+    """
+    dtype = Q.dtype
+    B, n = free_mask.shape
+    if sizes is None:
+        count = free_mask.sum(-1)
+        sizes = tuple(torch.stack([count.min(), count.max()]).tolist())
+    least, most = sizes
+    if least == n:  # nothing fixed: no gathering needed
+        index = torch.arange(n, device=Q.device).expand(B, n)
+        valid = torch.ones(B, n, dtype=dtype, device=Q.device)
+        M = Q
+        if jitter is not None:
+            M = Q.clone()
+            M.diagonal(dim1=-2, dim2=-1).add_(jitter)
+    else:
+        m = max(most, 1)
+        index = torch.argsort((~free_mask).to(torch.int8), dim=-1, stable=True)[:, :m]
+        valid = free_mask.gather(-1, index).to(dtype)
+        M = Q.gather(-2, index.unsqueeze(-1).expand(B, m, n))
+        M = M.gather(-1, index.unsqueeze(-2).expand(B, m, m))
+        M.mul_(valid.unsqueeze(-1) * valid.unsqueeze(-2))
+        shift = 1 - valid if jitter is None else torch.where(valid > 0, jitter, 1.0)
+        M.diagonal(dim1=-2, dim2=-1).add_(shift)
+    chol, info = torch.linalg.cholesky_ex(M)
+    if A is None:
+        return KKTFactor(free_mask, index, valid, chol), info > 0
+    At = A.gather(-1, index.unsqueeze(-2).expand(-1, A.shape[-2], -1)).mT * valid.unsqueeze(-1)
+    Y = _chol_solve(chol, At)
+    S = At.mT @ Y
+    # a row whose variables are all fixed gives a zero row of S: jitter keeps it invertible
+    s_jitter = torch.finfo(dtype).eps ** 0.75 * (1 + S.diagonal(dim1=-2, dim2=-1).amax(-1))
+    S.diagonal(dim1=-2, dim2=-1).add_(s_jitter.unsqueeze(-1))
+    schur, s_info = torch.linalg.cholesky_ex(S)
+    return KKTFactor(free_mask, index, valid, chol, At, Y, schur), (info > 0) | (s_info > 0)
+
+
+def kkt_solve(
+    fac: KKTFactor,
+    r_top: torch.Tensor,
+    r_bot: torch.Tensor | None,
+    base: torch.Tensor | None = None,
+):
+    """Solve ``[[Q_FF + δI, A_Fᵀ], [A_F, 0]] [x_F; nu] = [r_F; r_bot]`` (only r's free part is
+    read); returns ``(x, nu)`` with x zero off F, or ``base + x`` when ``base`` is given."""
+    r = (r_top.gather(-1, fac.index) * fac.valid).unsqueeze(-1)
+    x = _chol_solve(fac.chol, r)
+    nu = None
+    if fac.At is not None:
+        nu = _chol_solve(fac.schur, fac.At.mT @ x - r_bot.unsqueeze(-1))
+        x = x - fac.Y @ nu
+        nu = nu.squeeze(-1)
+    x = x.squeeze(-1) * fac.valid
+    if base is None:
+        base = torch.zeros_like(r_top)
+    return base.scatter_add(-1, fac.index, x), nu
+
+
+def matvec(M: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:
+    """``M x (+ add)`` for a batch of symmetric M, as one (fused) batched product."""
+    if add is None:
+        return (x.unsqueeze(-2) @ M).squeeze(-2)
+    return torch.baddbmm(add.unsqueeze(-2), x.unsqueeze(-2), M).squeeze(-2)
+
+
+def kkt_apply(Q, A, fac: KKTFactor, x: torch.Tensor, nu: torch.Tensor | None):
+    """The exact reduced KKT operator applied to ``[x; nu]`` (x supported on F)."""
+    free = fac.free
+    top = free * matvec(Q, free * x)
+    if A is None:
+        return top, None
+    top = top + free * (A.mT @ nu.unsqueeze(-1)).squeeze(-1)
+    return top, (A @ (free * x).unsqueeze(-1)).squeeze(-1)
+
+
+def refined_solve(Q, A, fac, r_top, r_bot, steps: int = 1):
+    """:func:`kkt_solve` followed by ``steps`` rounds of iterative refinement."""
+    x, nu = kkt_solve(fac, r_top, r_bot)
+    for _ in range(steps):
+        top, bot = kkt_apply(Q, A, fac, x, nu)
+        dx, dnu = kkt_solve(fac, r_top - top, None if r_bot is None else r_bot - bot)
+        x = x + dx
+        nu = None if nu is None else nu + dnu
+    return x, nu

@@ -1,0 +1,77 @@
+"""``backend="qpth"``: the batched interior-point layer ``qpth.qp.QPFunction`` (Amos & Kolter).
+
+The box becomes inequality rows ``G z ≤ h`` (``-z ≤ -lower`` and ``z ≤ upper``, only for
+variables with a finite bound); qpth differentiates its own KKT system in the backward pass.
+qpth always runs in float64 (its interior point stalls near 1e-3 in float32); the result is
+cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from constrained_pairs.errors import UnsupportedOptionError
+from constrained_pairs.qp._bounds import finite_bound_columns, finite_bound_values, problem_span
+from constrained_pairs.qp.info import fit_multiplier, natural_residual
+from constrained_pairs.qp.problem import QPProblem
+
+
+def _import_qpth():
+    try:
+        from qpth.qp import QPFunction, QPSolvers
+    except ImportError as exc:  # pragma: no cover - qpth is installed by the Makefile
+        raise UnsupportedOptionError(
+            "backend='qpth' needs the qpth package: pip install --no-deps qpth==0.0.18"
+        ) from exc
+    return QPFunction, QPSolvers
+
+
+def inequality_rows(problem: QPProblem) -> tuple[torch.Tensor, torch.Tensor]:
+    """``G (B, m, n)`` and ``h (B, m)`` encoding the finite bounds (one dummy row if none)."""
+    B, n = problem.size
+    dtype, device = problem.p.dtype, problem.p.device
+    eye = torch.eye(n, dtype=dtype, device=device)
+    span = problem_span(problem)
+    G_parts, h_parts = [], []
+    lo_cols = finite_bound_columns(problem.lower)
+    if lo_cols.numel():
+        G_parts.append(-eye[lo_cols])
+        h_parts.append(-finite_bound_values(problem.lower, lo_cols, span))
+    up_cols = finite_bound_columns(problem.upper)
+    if up_cols.numel():
+        G_parts.append(eye[up_cols])
+        h_parts.append(finite_bound_values(problem.upper, up_cols, span))
+    if not G_parts:  # qpth needs at least one inequality: 0·z ≤ 1 is always slack
+        G_parts.append(torch.zeros(1, n, dtype=dtype, device=device))
+        h_parts.append(torch.ones(B, 1, dtype=dtype, device=device))
+    G = torch.cat(G_parts, 0).expand(B, -1, -1)
+    return G, torch.cat(h_parts, -1)
+
+
+def solve_qpth(problem: QPProblem, *, tol: float, max_iter: int):
+    """Solve with qpth; return ``(z, kkt_residual, iterations)``."""
+    QPFunction, QPSolvers = _import_qpth()
+    B, _ = problem.size
+    G, h = inequality_rows(problem)
+    if problem.A is None:
+        A = b = torch.empty(0, dtype=problem.p.dtype, device=problem.p.device)
+    else:
+        A, b = problem.A, problem.b
+    layer = QPFunction(
+        eps=min(tol, 1e-12), verbose=-1, maxIter=max_iter, solver=QPSolvers.PDIPM_BATCHED,
+        check_Q_spd=False,
+    )
+    # qpth's interior point stalls around 1e-3 in float32: it always runs in float64
+    wide = [t.to(torch.float64) for t in (problem.Q, problem.p, G, h, A, b)]
+    z = layer(*wide).to(problem.p.dtype)
+    with torch.no_grad():
+        nu = None
+        if problem.A is not None:
+            nu = fit_multiplier(
+                problem.Q, problem.p, problem.lower, problem.upper, problem.A, z
+            )
+        residual = natural_residual(
+            problem.Q, problem.p, problem.lower, problem.upper, problem.A, problem.b, z, nu
+        )
+    iterations = torch.full((B,), -1, dtype=torch.long, device=z.device)  # not reported
+    return z, residual, iterations
