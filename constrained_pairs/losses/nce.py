@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from constrained_pairs._validation import check_choice
 from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs.losses._reduce import check_reduction, reduce
 
 
 def info_nce(
@@ -23,7 +23,7 @@ def info_nce(
         temperature: softmax temperature tau > 0.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per-anchor losses, shape (2B,)).
     """
-    check_choice("reduction", reduction, ("mean", "sum", "none"))
+    check_reduction(reduction)
     if z1.dim() != 2 or z1.shape != z2.shape:
         raise InvalidArgumentError(
             f"z1 and z2 must both have shape (B, d), got {tuple(z1.shape)} and {tuple(z2.shape)}"
@@ -36,8 +36,5 @@ def info_nce(
     z = F.normalize(torch.cat([z1, z2]), dim=1)
     sim = (z @ z.T) / temperature
     sim = sim.masked_fill(torch.eye(2 * batch, dtype=torch.bool, device=z.device), float("-inf"))
-    positives = torch.cat([torch.arange(batch, 2 * batch), torch.arange(batch)]).to(z.device)
-    losses = F.cross_entropy(sim, positives, reduction="none")
-    if reduction == "none":
-        return losses
-    return losses.mean() if reduction == "mean" else losses.sum()
+    positives = torch.arange(2 * batch, device=z.device).roll(batch)
+    return reduce(F.cross_entropy(sim, positives, reduction="none"), reduction)

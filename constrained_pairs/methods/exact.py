@@ -9,6 +9,7 @@ SDP-capable solver: Clarabel first, SCS as a fallback. Everything is float64.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -172,11 +173,15 @@ def solve_exact(
     status, used = "solver_error", None
     for name in (solver,) if solver else SOLVERS:
         try:
-            program.solve(solver=name, verbose=verbose, **solver_options)
+            with warnings.catch_warnings():  # the inaccuracy is reported in the result's status
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                program.solve(solver=name, verbose=verbose, **solver_options)
         except cp.error.SolverError:
             continue
         used, status = name, program.status
-        if status in (cp.OPTIMAL, cp.UNBOUNDED, cp.INFEASIBLE):
+        # Fall back only when the solver produced no usable point: SCS is first-order and would
+        # replace an "optimal_inaccurate" interior-point answer by a less accurate one.
+        if status not in (cp.SOLVER_ERROR, None) and program.value is not None:
             break
     wall = time.perf_counter() - start
 
