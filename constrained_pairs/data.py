@@ -115,8 +115,9 @@ def digits_join(
         dtype: floating dtype of the returned tensors (float64 for verification).
         device: torch device of the returned tensors.
     """
-    n_a, n_p, n_test = (check_positive_int(k, v) for k, v in
-                        (("n_a", n_a), ("n_p", n_p), ("n_test", n_test)))
+    n_a, n_p, n_test = (
+        check_positive_int(k, v) for k, v in (("n_a", n_a), ("n_p", n_p), ("n_test", n_test))
+    )
     if not 1 <= left_columns <= 7:
         raise InvalidArgumentError(f"left_columns must be in 1..7, got {left_columns}")
     images, labels = load_digits(as_images=True, dtype=dtype, device=device)
@@ -128,8 +129,14 @@ def digits_join(
     order = order.to(labels.device)
     left = images[:, 0, :, :left_columns].flatten(1)
     right = images[:, 0, :, left_columns:].flatten(1)
-    ia, ip, it = order[:n_a], order[n_a:n_a + n_p], order[n_a + n_p:n_a + n_p + n_test]
+    ia, ip, it = order[:n_a], order[n_a : n_a + n_p], order[n_a + n_p : n_a + n_p + n_test]
     return DataJoin(
-        x_a=left[ia], aux_a=right[ia], x_p=left[ip], y_p=labels[ip],
-        x_test=left[it], aux_test=right[it], y_test=labels[it], y_a=labels[ia],
+        x_a=left[ia],
+        aux_a=right[ia],
+        x_p=left[ip],
+        y_p=labels[ip],
+        x_test=left[it],
+        aux_test=right[it],
+        y_test=labels[it],
+        y_a=labels[ia],
     )
