@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,9 @@ from constrained_pairs.join.result import Result
 from constrained_pairs.methods.common import make_result
 
 SOLVERS = ("CLARABEL", "SCS")
+#: Clarabel's gap tolerances: 1e-7 relative is far below the 1e-4 gaps first-order methods are
+#: measured at, and Clarabel's default 1e-8 often stalls a hair above on exp-cone problems.
+CLARABEL_OPTIONS = {"tol_gap_abs": 1e-7, "tol_gap_rel": 1e-7}
 #: A returned point violating a constraint by more than this is reported as inaccurate.
 FEASIBILITY_TOL = 1e-6
 
@@ -83,6 +87,100 @@ def _pair_loss_a_aux(
     return _counted_loss(cp, logits, onehot, threshold, problem.hinge)
 
 
+@dataclass
+class _Program:
+    """A CVXPY program of Ω^regime and the variables to read back."""
+
+    program: Any
+    phi: Any
+    basis: np.ndarray
+    bias: Any
+    alpha_a: Any
+    alpha_p: Any
+    theta2: Any
+
+
+def _build(cp: Any, problem: PairProblem, regime: str, lift: bool) -> _Program:
+    n_classes = problem.num_classes
+    x_a, x_p, y = _numpy(problem.x_a.flatten(1)), _numpy(problem.x_p.flatten(1)), problem.y_p
+    # θ₁ acts only through θ₁x for the x the regime evaluates; projecting its rows onto their
+    # span leaves the loss unchanged and does not increase any of the norms (all unitarily
+    # invariant, and the Lipschitz seminorm too), so θ₁ = Φ Bᵀ with B an orthonormal basis.
+    basis = _row_basis(x_p if regime == "A" else x_a)
+    phi = cp.Variable((n_classes, basis.shape[1]), name="theta1_in_span")
+    theta1 = phi @ basis.T
+    bias = cp.Variable(n_classes, name="bias")
+    alpha_a = cp.Variable(nonneg=True, name="alpha_a")
+    alpha_p = cp.Variable(nonneg=True, name="alpha_p")
+    theta2 = None
+    if problem.has_aux:
+        theta2 = cp.Variable((n_classes, problem.aux_a.shape[1]), name="theta2")
+    threshold = problem.kappa_p * alpha_p
+    lifted: list[Any] = []
+
+    def logits(expression: Any, rows: int) -> Any:
+        # Lifting logits into their own variables keeps each exponential cone on a few scalars:
+        # the KKT system stays sparse (dense in θ otherwise, and 2-10x slower).
+        if not lift:
+            return expression
+        variable = cp.Variable((rows, n_classes))
+        lifted.append(variable == expression)
+        return variable
+
+    def affine(x: np.ndarray, aux: np.ndarray | None = None) -> Any:
+        ones = np.ones((x.shape[0], 1))
+        out = x @ theta1.T + ones @ cp.reshape(bias, (1, n_classes), order="C")
+        return logits(out + aux @ theta2.T if aux is not None else out, x.shape[0])
+
+    y_np = y.cpu().numpy()
+    if regime == "A" and problem.has_aux:
+        aux_logits = logits(_numpy(problem.aux_a) @ theta2.T, problem.n_a)
+        loss = _pair_loss_a_aux(cp, affine(x_p), aux_logits, problem, y_np, threshold)
+    elif regime == "A":
+        mult = _numpy(problem.pairs.p_multiplicity(torch.device("cpu"), torch.float64))
+        counts = np.eye(n_classes)[y_np] * mult[:, None]
+        keep = mult > 0
+        loss = _counted_loss(cp, affine(x_p[keep]), counts[keep], threshold, problem.hinge)
+    else:
+        counts = _numpy(problem.pairs.class_counts(y, n_classes, torch.float64))
+        keep = counts.sum(1) > 0
+        aux = _numpy(problem.aux_a)[keep] if problem.has_aux else None
+        loss = _counted_loss(cp, affine(x_a[keep], aux), counts[keep], threshold, problem.hinge)
+
+    distance_weight = alpha_a if regime == "A" else alpha_p
+    cost = (
+        problem.r_a * alpha_a
+        + problem.r_p * alpha_p
+        + loss / problem.normalizer
+        - problem.mean_distance * distance_weight
+    )
+    constraints = [*lifted, _theta1_norm(cp, phi, problem.norm) <= alpha_a + alpha_p]
+    constraints.append(alpha_a <= alpha_p if regime == "A" else alpha_p <= alpha_a)
+    if theta2 is not None:
+        constraints.append(cp.norm(theta2, "fro") <= problem.kappa_a * alpha_a)
+    program = cp.Problem(cp.Minimize(cost), constraints)
+    return _Program(program, phi, basis, bias, alpha_a, alpha_p, theta2)
+
+
+def _run(cp: Any, built: _Program, solver: str | None, verbose: bool, options: dict) -> tuple:
+    """Solve with ``solver`` or Clarabel then SCS; return (status, solver used)."""
+    status, used = "solver_error", None
+    for name in (solver,) if solver else SOLVERS:
+        settings = {**CLARABEL_OPTIONS, **options} if name == "CLARABEL" else options
+        try:
+            with warnings.catch_warnings():  # the inaccuracy is reported in the result's status
+                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+                built.program.solve(solver=name, verbose=verbose, **settings)
+        except cp.error.SolverError:
+            continue
+        used, status = name, built.program.status
+        # Fall back only when the solver produced no usable point: SCS is first-order and would
+        # replace an "optimal_inaccurate" interior-point answer by a less accurate one.
+        if built.program.value is not None:
+            break
+    return status, used
+
+
 def solve_exact(
     problem: PairProblem,
     regime: str,
@@ -94,10 +192,15 @@ def solve_exact(
 ) -> Result:
     """Solve Ω^regime exactly with CVXPY; see the module docstring.
 
+    The logits are first lifted into variables (fast); if the interior-point solver stops just
+    short of its tolerance there ("optimal_inaccurate"), the un-lifted program is solved too and
+    an "optimal" answer from it is kept.
+
     Args:
         problem: the data-join problem (linear model).
         regime: ``"A"`` or ``"P"``.
-        solver: a CVXPY solver name; by default Clarabel, then SCS if Clarabel fails.
+        solver: a CVXPY solver name; by default Clarabel (relative gap 1e-7, see
+            ``CLARABEL_OPTIONS``), then SCS if Clarabel returns no solution.
         verbose: print the solver's log.
         model: must be None (the exact reference exists for the linear model only).
         **solver_options: passed to ``cvxpy.Problem.solve``.
@@ -112,98 +215,33 @@ def solve_exact(
             f"got distance={problem.distance!r} (the problem is then not convex)"
         )
     start = time.perf_counter()
-    n_classes = problem.num_classes
-    x_a, x_p, y = _numpy(problem.x_a.flatten(1)), _numpy(problem.x_p.flatten(1)), problem.y_p
-    # θ₁ acts only through θ₁x for the x the regime evaluates; projecting its rows onto their
-    # span leaves the loss unchanged and does not increase any of the norms (all unitarily
-    # invariant, and the Lipschitz seminorm too), so θ₁ = Φ Bᵀ with B an orthonormal basis.
-    basis = _row_basis(x_p if regime == "A" else x_a)
-    phi = cp.Variable((n_classes, basis.shape[1]), name="theta1_in_span")
-    theta1 = phi @ basis.T
-    bias = cp.Variable(n_classes, name="bias")
-    alpha_a = cp.Variable(nonneg=True, name="alpha_a")
-    alpha_p = cp.Variable(nonneg=True, name="alpha_p")
-    theta2 = (
-        cp.Variable((n_classes, problem.aux_a.shape[1]), name="theta2") if problem.has_aux else None
-    )
-    threshold = problem.kappa_p * alpha_p
-
-    lifted: list[Any] = []
-
-    def affine(x: np.ndarray, aux: np.ndarray | None = None) -> Any:
-        # Lifting the logits into their own variables keeps each exponential cone on a few
-        # scalars: the KKT system stays sparse (dense in θ otherwise, and 10-100x slower).
-        out = x @ theta1.T + np.ones((x.shape[0], 1)) @ cp.reshape(bias, (1, n_classes), order="C")
-        if aux is not None:
-            out = out + aux @ theta2.T
-        logits = cp.Variable((x.shape[0], n_classes))
-        lifted.append(logits == out)
-        return logits
-
-    y_np = y.cpu().numpy()
-    if regime == "A" and problem.has_aux:
-        aux_logits = cp.Variable((problem.n_a, n_classes))
-        lifted.append(aux_logits == _numpy(problem.aux_a) @ theta2.T)
-        loss = _pair_loss_a_aux(cp, affine(x_p), aux_logits, problem, y_np, threshold)
-    elif regime == "A":
-        mult = _numpy(problem.pairs.p_multiplicity(torch.device("cpu"), torch.float64))
-        counts = np.eye(n_classes)[y_np] * mult[:, None]
-        keep = mult > 0
-        loss = _counted_loss(cp, affine(x_p[keep]), counts[keep], threshold, problem.hinge)
-    else:
-        counts = _numpy(problem.pairs.class_counts(y, n_classes, torch.float64))
-        keep = counts.sum(1) > 0
-        aux = _numpy(problem.aux_a)[keep] if problem.has_aux else None
-        loss = _counted_loss(cp, affine(x_a[keep], aux), counts[keep], threshold, problem.hinge)
-
-    distance_weight = alpha_a if regime == "A" else alpha_p
-    d_bar = problem.mean_distance
-    cost = (
-        problem.r_a * alpha_a
-        + problem.r_p * alpha_p
-        + loss / problem.normalizer
-        - d_bar * distance_weight
-    )
-    constraints = [*lifted, _theta1_norm(cp, phi, problem.norm) <= alpha_a + alpha_p]
-    constraints.append(alpha_a <= alpha_p if regime == "A" else alpha_p <= alpha_a)
-    if theta2 is not None:
-        constraints.append(cp.norm(theta2, "fro") <= problem.kappa_a * alpha_a)
-    program = cp.Problem(cp.Minimize(cost), constraints)
-
-    status, used = "solver_error", None
-    for name in (solver,) if solver else SOLVERS:
-        try:
-            with warnings.catch_warnings():  # the inaccuracy is reported in the result's status
-                warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-                program.solve(solver=name, verbose=verbose, **solver_options)
-        except cp.error.SolverError:
-            continue
-        used, status = name, program.status
-        # Fall back only when the solver produced no usable point: SCS is first-order and would
-        # replace an "optimal_inaccurate" interior-point answer by a less accurate one.
-        if status not in (cp.SOLVER_ERROR, None) and program.value is not None:
-            break
+    built = _build(cp, problem, regime, lift=True)
+    status, used = _run(cp, built, solver, verbose, solver_options)
+    if status == cp.OPTIMAL_INACCURATE:
+        plain = _build(cp, problem, regime, lift=False)
+        plain_status, plain_used = _run(cp, plain, solver, verbose, solver_options)
+        if plain_status == cp.OPTIMAL:
+            built, status, used = plain, plain_status, plain_used
     wall = time.perf_counter() - start
 
     def value(var: Any, shape: tuple[int, ...]) -> torch.Tensor:
         data = var.value if var is not None and var.value is not None else np.full(shape, np.nan)
         return torch.as_tensor(np.asarray(data), dtype=torch.float64, device=problem.device)
 
-    theta1_value = value(phi, phi.shape) @ torch.as_tensor(basis.T, device=problem.device)
-    theta2_value = value(theta2, theta2.shape) if theta2 is not None else None
+    basis = torch.as_tensor(built.basis.T, device=problem.device)
     result = make_result(
         problem.to(dtype=torch.float64),
         method="exact",
         regime=regime,
-        theta1=theta1_value,
-        theta2=theta2_value,
-        bias=value(bias, (n_classes,)),
-        alpha_a=value(alpha_a, ()),
-        alpha_p=value(alpha_p, ()),
+        theta1=value(built.phi, built.phi.shape) @ basis,
+        theta2=value(built.theta2, built.theta2.shape) if built.theta2 is not None else None,
+        bias=value(built.bias, (problem.num_classes,)),
+        alpha_a=value(built.alpha_a, ()),
+        alpha_p=value(built.alpha_p, ()),
         status=status,
         history=[],
         wall_time=wall,
-        extra={"solver": used, "cvxpy_value": program.value},
+        extra={"solver": used, "cvxpy_value": built.program.value},
     )
     if result.status == "optimal" and result.max_violation > FEASIBILITY_TOL:
         result.status = "optimal_inaccurate"
