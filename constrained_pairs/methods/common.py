@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -30,35 +31,56 @@ def make_result(
     extra: dict[str, Any] | None = None,
 ) -> Result:
     """Evaluate Ω (the true objective, whatever the method optimised), the violations and the
-    diagnostics at the final point, and package them as a :class:`Result`."""
+    diagnostics at the final point, and package them as a :class:`Result`.
+
+    A point with non-finite entries (a solver that returned nothing usable) gives NaN values,
+    infinite violations and a status that says so, never a silent NaN.
+    """
     theta1, bias = theta1.detach(), bias.detach()
-    tensors = [theta1, bias, torch.as_tensor(alpha_a), torch.as_tensor(alpha_p)]
-    if theta2 is not None:
-        tensors.append(theta2)
-    if not all(bool(torch.isfinite(t).all()) for t in tensors):
-        return _failed_result(
-            problem, method, regime, theta1, theta2, bias, status, history, wall_time, model, extra
+    theta2 = theta2.detach() if theta2 is not None else None
+    alpha_a = torch.as_tensor(alpha_a, dtype=theta1.dtype, device=theta1.device).detach()
+    alpha_p = torch.as_tensor(alpha_p, dtype=theta1.dtype, device=theta1.device).detach()
+    point = [theta1, bias, alpha_a, alpha_p] + ([theta2] if theta2 is not None else [])
+    if all(bool(torch.isfinite(t).all()) for t in point):
+        with torch.no_grad():
+            value = float(
+                objective(
+                    problem,
+                    theta1=theta1,
+                    theta2=theta2,
+                    bias=bias,
+                    alpha_a=alpha_a,
+                    alpha_p=alpha_p,
+                    regime=regime,
+                    model=model,
+                )
+            )
+            found = violations(
+                constraint_residuals(
+                    problem,
+                    theta1=theta1,
+                    theta2=theta2,
+                    alpha_a=alpha_a,
+                    alpha_p=alpha_p,
+                    regime=regime,
+                )
+            )
+        diagnostics = diagnose(
+            problem, theta1=theta1, theta2=theta2, bias=bias, regime=regime, model=model
         )
-    with torch.no_grad():
-        theta2 = theta2.detach() if theta2 is not None else None
-        alpha_a = torch.as_tensor(alpha_a, dtype=theta1.dtype, device=theta1.device).detach()
-        alpha_p = torch.as_tensor(alpha_p, dtype=theta1.dtype, device=theta1.device).detach()
-        value = objective(
-            problem,
-            theta1=theta1,
-            theta2=theta2,
-            bias=bias,
-            alpha_a=alpha_a,
-            alpha_p=alpha_p,
-            regime=regime,
-            model=model,
+    else:
+        value = float("nan")
+        names = ["theta1_norm", "theta2_norm", "alpha_order", "alpha_a_nonneg", "alpha_p_nonneg"]
+        found = {k: float("inf") for k in names if theta2 is not None or k != "theta2_norm"}
+        diagnostics = Diagnostics(
+            mean_distance=float("nan"),
+            radius_sum=problem.r_a + problem.r_p,
+            bounded=False,
+            class_histogram=[],
+            prediction_entropy=float("nan"),
+            collapsed=False,
         )
-        residuals = constraint_residuals(
-            problem, theta1=theta1, theta2=theta2, alpha_a=alpha_a, alpha_p=alpha_p, regime=regime
-        )
-    found = violations(residuals)
-    value = float(value)
-    if not torch.isfinite(torch.tensor(value)) and status in ("optimal", "converged"):
+    if not math.isfinite(value) and status in ("optimal", "converged"):
         status = "numerical_error"
     return Result(
         objective=value,
@@ -74,46 +96,7 @@ def make_result(
         max_violation=max(found.values()),
         history=history,
         wall_time=wall_time,
-        diagnostics=diagnose(
-            problem, theta1=theta1, theta2=theta2, bias=bias, regime=regime, model=model
-        ),
-        model=model,
-        extra=extra or {},
-    )
-
-
-def _failed_result(
-    problem, method, regime, theta1, theta2, bias, status, history, wall_time, model, extra
-) -> Result:
-    """A result for a solver that returned no usable point: NaN values, the status says why."""
-    if status in ("optimal", "converged"):
-        status = "numerical_error"
-    nan = float("nan")
-    names = ["theta1_norm", "alpha_order", "alpha_a_nonneg", "alpha_p_nonneg"]
-    if theta2 is not None:
-        names.insert(1, "theta2_norm")
-    return Result(
-        objective=nan,
-        theta1=theta1,
-        theta2=theta2,
-        bias=bias,
-        alpha_a=nan,
-        alpha_p=nan,
-        regime=regime,
-        method=method,
-        status=status,
-        violations=dict.fromkeys(names, float("inf")),
-        max_violation=float("inf"),
-        history=history,
-        wall_time=wall_time,
-        diagnostics=Diagnostics(
-            mean_distance=nan,
-            radius_sum=problem.r_a + problem.r_p,
-            bounded=False,
-            class_histogram=[],
-            prediction_entropy=nan,
-            collapsed=False,
-        ),
+        diagnostics=diagnostics,
         model=model,
         extra=extra or {},
     )

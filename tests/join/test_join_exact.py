@@ -100,3 +100,11 @@ def test_gap_to_a_reference():
     exact = cpairs.solve(problem, regime="A")
     again = cpairs.solve(problem, regime="A", reference=exact)
     assert again.gap == pytest.approx(0.0, abs=1e-9)
+
+
+def test_solver_trouble_is_reported_in_the_status():
+    # OSQP cannot take exponential cones: no point comes back, and the result says so.
+    result = cpairs.solve(small_problem(), method="exact", regime="A", solver="OSQP")
+    assert result.status == "solver_error"
+    assert result.max_violation == float("inf") and result.objective != result.objective
+    assert result.diagnostics.class_histogram == []
