@@ -1,0 +1,72 @@
+"""The constrained head (θ₁, θ₂, b, α_A, α_P) of SPEC §2 as trainable parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class Point:
+    """One value of the head's variables.
+
+    Attributes:
+        theta1: classifier layer θ₁, (C, d).
+        theta2: auxiliary weights θ₂, (C, m), or None.
+        bias: bias b, (C,).
+        alpha_a: α_A, 0-dim.
+        alpha_p: α_P, 0-dim.
+    """
+
+    theta1: torch.Tensor
+    theta2: torch.Tensor | None
+    bias: torch.Tensor
+    alpha_a: torch.Tensor
+    alpha_p: torch.Tensor
+
+    def detach(self) -> Point:
+        theta2 = self.theta2.detach() if self.theta2 is not None else None
+        return Point(
+            self.theta1.detach(),
+            theta2,
+            self.bias.detach(),
+            self.alpha_a.detach(),
+            self.alpha_p.detach(),
+        )
+
+
+class FreeHead(nn.Module):
+    """θ₁, θ₂, b, α_A, α_P held as free parameters, initialised at the feasible point
+    θ = 0, b = 0, α_A = α_P = ``alpha_init`` (feasible in both regimes).
+
+    Args:
+        num_classes: C.
+        num_features: d, the (backbone) feature size θ₁ acts on.
+        aux_dim: m, or None without auxiliary features.
+        alpha_init: initial α_A = α_P.
+        dtype: floating dtype.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_features: int,
+        aux_dim: int | None,
+        *,
+        alpha_init: float = 1.0,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__()
+        kw = {"dtype": dtype, "device": device}
+        self.theta1 = nn.Parameter(torch.zeros(num_classes, num_features, **kw))
+        self.theta2 = nn.Parameter(torch.zeros(num_classes, aux_dim, **kw)) if aux_dim else None
+        self.bias = nn.Parameter(torch.zeros(num_classes, **kw))
+        self.alpha_a = nn.Parameter(torch.full((), float(alpha_init), **kw))
+        self.alpha_p = nn.Parameter(torch.full((), float(alpha_init), **kw))
+
+    def point(self) -> Point:
+        return Point(self.theta1, self.theta2, self.bias, self.alpha_a, self.alpha_p)

@@ -1,0 +1,89 @@
+"""``method="projection"``: projected gradient onto C^A / C^P (SPEC §2).
+
+Each iteration takes a momentum step on Ω (normalised by one scalar, see
+:class:`~constrained_pairs.methods.optim.ScalarAdam`) and then projects (θ₁, θ₂, α_A, α_P)
+exactly onto the feasible set (:func:`~constrained_pairs.methods.projections.project`), so every
+iterate is feasible up to rounding. A backbone φ, when given, is trained by Adam alongside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from constrained_pairs.join.pairs import PairSet
+from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.methods.head import FreeHead, Point
+from constrained_pairs.methods.optim import ScalarAdam
+from constrained_pairs.methods.projections import PROJECTABLE_NORMS, project
+from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
+
+
+class ProjectionMethod(FirstOrderMethod):
+    """Projected (scalar-normalised momentum) gradient; see the module docstring.
+
+    Args:
+        problem: the data-join problem.
+        regime: ``"A"`` or ``"P"``.
+        options: the common options.
+        alpha_init: initial α_A = α_P (θ = 0 there, a feasible start).
+    """
+
+    name = "projection"
+    default_lr = 0.3
+    default_iterations = 2000
+    norms = PROJECTABLE_NORMS
+
+    def __init__(
+        self, problem: PairProblem, regime: str, options: TrainOptions, alpha_init: float = 1.0
+    ) -> None:
+        super().__init__(problem, regime, options)
+        kw = {"dtype": problem.dtype, "device": problem.device}
+        self.head = FreeHead(
+            problem.num_classes, self.num_features, self.aux_dim, alpha_init=alpha_init, **kw
+        )
+        self.optimizer = ScalarAdam(self.head.parameters(), lr=self.lr)
+        backbone = self.primal_parameters()
+        self.backbone_optimizer = torch.optim.Adam(backbone, lr=self.lr) if backbone else None
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [o for o in (self.optimizer, self.backbone_optimizer) if o is not None]
+
+    def modules(self) -> dict[str, Any]:
+        found = {"head": self.head, "optimizer": self.optimizer}
+        if self.model is not None:
+            found.update(model=self.model, backbone_optimizer=self.backbone_optimizer)
+        return found
+
+    def point(self) -> Point:
+        return self.head.point()
+
+    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
+        for opt in self.optimizers():
+            opt.zero_grad(set_to_none=True)
+        value = self.omega(self.point(), pairs)
+        value.backward()
+        for opt in self.optimizers():
+            opt.step()
+        self.project_()
+        return value.detach()
+
+    @torch.no_grad()
+    def project_(self) -> None:
+        """Replace the head's (θ₁, θ₂, α) by their exact projection onto the feasible set."""
+        head = self.head
+        found = project(
+            head.theta1,
+            head.theta2,
+            head.alpha_a,
+            head.alpha_p,
+            kappa_a=self.problem.kappa_a,
+            regime=self.regime,
+            norm=self.problem.norm,
+        )
+        head.theta1.copy_(found.theta1)
+        if head.theta2 is not None:
+            head.theta2.copy_(found.theta2)
+        head.alpha_a.copy_(found.alpha_a)
+        head.alpha_p.copy_(found.alpha_p)

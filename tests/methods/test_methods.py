@@ -1,0 +1,160 @@
+"""Every first-order method against the exact CVXPY optimum, and the shared loop's options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from constrained_pairs.errors import UnsupportedOptionError
+from constrained_pairs.join.constraints import constraint_residuals
+from constrained_pairs.methods import solve
+from constrained_pairs.methods.parametrization import FeasibleHead
+from constrained_pairs.methods.projection import ProjectionMethod
+from constrained_pairs.methods.trainer import TrainOptions, train
+
+FIRST_ORDER = ("penalty", "projection", "parametrization", "lagrangian", "augmented_lagrangian")
+#: Relative gap each method must reach with default options on the small convex instance.
+#: Projection (~1e-8) and parametrization (~7e-4) meet the issue's 1e-3 target; the Adam-based
+#: penalty and primal-dual methods reach ~1e-2 and are pinned there so that a regression shows
+#: (the 1e-3 / 1e-5 targets are NOT met by them yet; see benchmarks/results/methods.md).
+GAP_BOUND = {
+    "projection": 1e-4,
+    "parametrization": 1e-3,
+    "lagrangian": 0.05,
+    "augmented_lagrangian": 0.1,
+    "penalty": 0.05,
+}
+VIOLATION_BOUND = {
+    "projection": 1e-6,
+    "parametrization": 1e-6,
+    "lagrangian": 2e-3,
+    "augmented_lagrangian": 2e-3,
+    "penalty": 2e-3,
+}
+
+
+@pytest.mark.parametrize("method", FIRST_ORDER)
+def test_method_against_exact(method, convex_problem, exact_reference):
+    result = solve(convex_problem, method, regime="A", reference=exact_reference)
+    assert result.method == method
+    assert result.gap is not None and result.gap >= -1e-3  # nobody beats the exact optimum
+    assert result.gap <= GAP_BOUND[method], result.summary()
+    if method in ("projection", "parametrization"):
+        # feasible at every logged iterate
+        assert max(h["max_violation"] for h in result.history) <= 1e-6
+    assert result.max_violation <= VIOLATION_BOUND[method]
+
+
+def test_parametrization_feasible_for_random_parameters(split):
+    for regime in ("A", "P"):
+        for norm in ("nuclear", "frobenius", "spectral"):
+            head = FeasibleHead(10, 7, 4, regime=regime, kappa_a=0.7, norm=norm)
+            from constrained_pairs.join.problem import PairProblem
+
+            problem = PairProblem(
+                split.x_a[:, :7],
+                split.x_p[:, :7],
+                split.y_p,
+                split.aux_a[:, :4],
+                r_a=5.0,
+                r_p=5.0,
+                kappa_a=0.7,
+                norm=norm,
+            )
+            generator = torch.Generator().manual_seed(1)
+            for _ in range(20):
+                with torch.no_grad():
+                    for p in head.parameters():
+                        p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype) * 3)
+                point = head.point()
+                residuals = constraint_residuals(
+                    problem,
+                    theta1=point.theta1,
+                    theta2=point.theta2,
+                    alpha_a=point.alpha_a,
+                    alpha_p=point.alpha_p,
+                    regime=regime,
+                )
+                assert max(float(v.detach()) for v in residuals.values()) <= 1e-10
+
+
+def test_checkpoint_resume_gives_same_result(convex_problem, tmp_path):
+    path = tmp_path / "run.pt"
+    full = solve(convex_problem, "lagrangian", regime="A", max_iter=200)
+    stopped = solve(
+        convex_problem,
+        "lagrangian",
+        regime="A",
+        max_iter=200,
+        checkpoint=path,
+        checkpoint_every=50,
+        callback=lambda record: record["iteration"] >= 120,
+    )
+    assert stopped.status == "stopped_by_callback" and path.exists()
+    resumed = solve(
+        convex_problem, "lagrangian", regime="A", max_iter=200, checkpoint=path, resume=True
+    )
+    torch.testing.assert_close(resumed.theta1, full.theta1)
+    assert resumed.objective == pytest.approx(full.objective, rel=1e-12)
+    assert [h["objective"] for h in resumed.history] == pytest.approx(
+        [h["objective"] for h in full.history]
+    )
+
+
+@pytest.mark.parametrize("method", ["projection", "parametrization"])
+def test_unsupported_norm_raises(method, convex_problem):
+    problem = convex_problem.replace(norm="lipschitz")
+    with pytest.raises(UnsupportedOptionError, match=f"{method}.*lipschitz"):
+        solve(problem, method, regime="A", max_iter=2)
+
+
+def test_sigmoid_squash_is_reported(convex_problem):
+    result = solve(convex_problem, "penalty", regime="A", max_iter=20, distance_squash="sigmoid")
+    assert "sigmoid-squashed distance: a different problem" in result.status
+
+
+def test_nonlinear_backbone_lagrangian(split):
+    from constrained_pairs.join.problem import PairProblem
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(32, 16), torch.nn.Tanh()).double()
+    problem = PairProblem(split.x_a, split.x_p, split.y_p, None, r_a=1.5, r_p=1.5)
+    result = solve(problem, "lagrangian", regime="A", model=model)
+    assert torch.isfinite(torch.tensor(result.objective))
+    assert result.theta1.shape == (10, 16)
+    assert result.max_violation <= 1e-4
+
+
+def test_mini_batches_and_bad_options(convex_problem):
+    result = solve(convex_problem, "projection", regime="A", batch_size=256, max_iter=50)
+    assert result.extra["batch_size"] == 256 and result.max_violation <= 1e-6
+    with pytest.raises(ValueError, match="max_iter"):
+        solve(convex_problem, "projection", regime="A", max_iter=0)
+    with pytest.raises(TypeError, match="model"):
+        solve(convex_problem, "projection", regime="A", model="mlp")
+    with pytest.raises(TypeError):
+        solve(convex_problem, "projection", regime="A", not_an_option=1)
+
+
+def test_train_options_defaults():
+    options = TrainOptions()
+    assert options.batch_size is None and options.seed == 0 and options.threads is None
+    before = torch.get_num_threads()
+    result = train(ProjectionMethod, _tiny_problem(), "P", max_iter=5, threads=1)
+    assert torch.get_num_threads() == before
+    assert len(result.history) == 1 and result.history[0]["iteration"] == 5
+
+
+def _tiny_problem():
+    from constrained_pairs.join.problem import PairProblem
+
+    x = torch.rand(6, 3, dtype=torch.float64)
+    return PairProblem(x, x.flip(0), torch.tensor([0, 1, 2, 0, 1, 2]), r_a=2.0, r_p=2.0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("method", FIRST_ORDER)
+def test_methods_on_cuda(method, convex_problem):
+    result = solve(convex_problem, method, regime="A", device="cuda", max_iter=100)
+    assert result.theta1.device.type == "cuda"
+    assert torch.isfinite(torch.tensor(result.objective))
