@@ -1,0 +1,122 @@
+"""Augmentations, pretraining (with checkpoint/resume) and the linear probe, end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from constrained_pairs.data import load_digits
+from constrained_pairs.losses import info_nce
+from constrained_pairs.mmcl import DigitAugment, MMCLLoss, linear_probe, pretrain, small_cnn
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(as_images=True)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    return x[order], y[order]
+
+
+def test_identity_augment_returns_the_images(digits):
+    x = digits[0][:16]
+    same = DigitAugment(max_shift=0, max_rotation=0, min_crop=1.0, noise=0)(x)
+    torch.testing.assert_close(same, x, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(32, 1, 8, 8), (32, 64), (32, 1, 28, 28), (32, 784)])
+def test_augment_keeps_shape_and_range_and_is_random(shape):
+    x = torch.rand(shape)
+    augment = DigitAugment()
+    first, second = augment(x), augment(x)
+    assert first.shape == x.shape and first.dtype == x.dtype
+    assert float(first.min()) >= 0 and float(first.max()) <= 1
+    assert (first - second).abs().max() > 0.05
+    gen_a, gen_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    torch.testing.assert_close(augment(x, gen_a), augment(x, gen_b))
+
+
+def test_augment_shift_moves_a_dot():
+    image = torch.zeros(1, 1, 8, 8)
+    image[0, 0, 4, 4] = 1.0
+    shifted = DigitAugment(max_shift=0.5, max_rotation=0, min_crop=1.0, noise=0)(image)
+    assert not torch.allclose(shifted, image)
+    with pytest.raises(ValueError, match="min_crop"):
+        DigitAugment(min_crop=0.0)
+    with pytest.raises(ValueError, match="flat square"):
+        DigitAugment()(torch.rand(4, 10))
+
+
+def test_linear_probe_matches_sklearn_on_identity_features(digits):
+    x, y = digits
+    flat = x.flatten(1)
+    encoder = nn.Identity()
+    encoder.register_parameter("anchor", nn.Parameter(torch.zeros(1)))  # gives it a device
+    accuracy = linear_probe(encoder, (flat[:1000], y[:1000]), (flat[1000:], y[1000:]))
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(flat[:1000].numpy())
+    probe = LogisticRegression(max_iter=2000).fit(scaler.transform(flat[:1000].numpy()), y[:1000])
+    expected = float(np.mean(probe.predict(scaler.transform(flat[1000:].numpy())) ==
+                             y[1000:].numpy()))
+    assert accuracy == pytest.approx(expected)
+    assert accuracy > 0.9
+    with pytest.raises(TypeError, match="train"):
+        linear_probe(encoder, flat, (flat, y))
+    with pytest.raises(ValueError, match="labels"):
+        linear_probe(encoder, (flat[:10], y[:9]), (flat, y))
+
+
+@pytest.mark.parametrize("loss_name", ["mmcl", pytest.param("info_nce", marks=pytest.mark.slow)])
+def test_pretrain_then_probe_beats_a_random_encoder(digits, loss_name):
+    x, y = digits
+    loss = MMCLLoss() if loss_name == "mmcl" else info_nce
+    torch.manual_seed(0)
+    random_encoder = small_cnn(side=8, dim=32, width=8)
+    torch.manual_seed(0)
+    encoder = small_cnn(side=8, dim=32, width=8)
+    history = pretrain(encoder, x[:256], loss, epochs=2, batch_size=64, lr=3e-3,
+                       augment=DigitAugment(), device="cpu", seed=0, progress=False)
+    assert history.epochs == [1, 2] and all(np.isfinite(history.losses))
+    train, test = (x[:512], y[:512]), (x[1200:], y[1200:])
+    trained = linear_probe(encoder, train, test)
+    baseline = linear_probe(random_encoder, train, test)
+    assert trained > 0.8
+    assert trained > baseline - 0.02
+
+
+def test_checkpoint_resume_reproduces_an_uninterrupted_run(digits, tmp_path):
+    x = digits[0][:128]
+    kwargs = dict(batch_size=32, lr=1e-3, augment=DigitAugment(), device="cpu", seed=1,
+                  progress=False)
+    torch.manual_seed(0)
+    straight = small_cnn(side=8, dim=16, width=4)
+    history = pretrain(straight, x, info_nce, epochs=2, **kwargs)
+    torch.manual_seed(0)
+    resumed = small_cnn(side=8, dim=16, width=4)
+    path = tmp_path / "mmcl.pt"
+    pretrain(resumed, x, info_nce, epochs=1, checkpoint=path, **kwargs)
+    assert path.exists()
+    torch.manual_seed(0)
+    fresh = small_cnn(side=8, dim=16, width=4)  # its weights come from the checkpoint
+    history2 = pretrain(fresh, x, info_nce, epochs=2, checkpoint=path, **kwargs)
+    assert history2.epochs == [1, 2]
+    assert history2.losses == pytest.approx(history.losses)
+    for a, b in zip(straight.state_dict().values(), fresh.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_pretrain_rejects_bad_arguments(digits):
+    x = digits[0][:64]
+    encoder = small_cnn(side=8, dim=8, width=4)
+    common = dict(lr=1e-3, augment=DigitAugment(), device="cpu", seed=0, progress=False)
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=128, **common)
+    with pytest.raises(ValueError, match="batch_size"):
+        pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=1, **common)
+    with pytest.raises(TypeError, match="dataset"):
+        pretrain(encoder, [1, 2], MMCLLoss(), epochs=1, **common)
+    with pytest.raises(ValueError, match="epochs"):
+        pretrain(encoder, x, MMCLLoss(), epochs=0, **common)
