@@ -106,7 +106,7 @@ def test_distances_and_scales(distance, scale, regime):
         model=model,
     )
     want = brute_objective(problem, theta1, theta2, bias, 0.4, 0.9, regime, model=model)
-    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-12)
 
 
 def test_sigmoid_squash_variant():
