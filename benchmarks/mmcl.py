@@ -205,18 +205,18 @@ def main() -> None:
                 row.append(f"{m:.3f} ± {s:.3f}")
             rows.append(row)
         markdown.append(markdown_table(["loss", "digits", "MNIST-5k"], rows))
-        _plot(curves, times)
-        markdown.append("\n![probe accuracy and step times](mmcl.png)\n")
-    else:
-        _plot({}, times)
+    name = "mmcl_quick" if args.quick else "mmcl"  # --quick never overwrites the full results
+    _plot(curves if not args.quick else {}, times, name)
+    if not args.quick:
+        markdown.append(f"\n![probe accuracy and step times]({name}.png)\n")
     markdown.append(f"\nMMCL/InfoNCE step time ratio: {ratio:.2f} "
                     f"(implicit: {implicit_ratio:.2f})\n")
-    write_results("mmcl", "\n".join(markdown), data)
+    write_results(name, "\n".join(markdown), data)
     print("\n".join(markdown))
     print(f"MMCL/InfoNCE step time ratio: {ratio:.2f}")
 
 
-def _plot(curves, times):
+def _plot(curves, times, name):
     RESULTS.mkdir(parents=True, exist_ok=True)
     panels = len(curves) + 1
     fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
@@ -234,7 +234,7 @@ def _plot(curves, times):
     ax.bar(list(times), [1e3 * t for t in times.values()], color=["C0", "C1", "C2"])
     ax.set(title="training step, batch 256", ylabel="ms")
     fig.tight_layout()
-    fig.savefig(RESULTS / "mmcl.png", dpi=110)
+    fig.savefig(RESULTS / f"{name}.png", dpi=110)
     plt.close(fig)
 
 

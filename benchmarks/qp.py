@@ -228,10 +228,11 @@ def main() -> None:
         f"native {head['native_s'] * 1e3:.1f} ms, qpth {head['qpth_s'] * 1e3:.0f} ms: "
         f"native is {head['speedup']:.1f}x faster.\n"
     )
-    write_results("qp", markdown, {"quick": args.quick, "device": args.device,
+    name = "qp_quick" if args.quick else "qp"  # --quick never overwrites the full results
+    write_results(name, markdown, {"quick": args.quick, "device": args.device,
                                    "threads": args.threads, "records": records,
                                    "headline": head})
-    plot(records, RESULTS / "qp.png")
+    plot(records, RESULTS / f"{name}.png")
     print(markdown)
     print(f"native vs qpth speedup at B=64,n=63: {head['speedup']:.1f}x")
 
