@@ -34,7 +34,7 @@ METHODS = ("penalty", "projection", "parametrization", "lagrangian", "augmented_
 def _time_to_gap(result, reference: float, target: float = 1e-3) -> float | None:
     for record in result.history:
         gap = (record["objective"] - reference) / max(1.0, abs(reference))
-        if gap <= target and record["max_violation"] <= 1e-5:
+        if abs(gap) <= target and record["max_violation"] <= 1e-5:
             return record["time"]
     return None
 

@@ -47,7 +47,7 @@ class TrainOptions:
             full batch up to 2^20 pairs, 2^16-pair batches beyond.
         lr: base learning rate (each method has its own default). It decays along a cosine
             schedule to ``lr * final_lr_ratio`` over the run.
-        final_lr_ratio: last learning rate as a fraction of ``lr``.
+        final_lr_ratio: last learning rate as a fraction of ``lr`` (default: the method's own).
         tol: stop when, over the last ``patience`` iterations, the relative objective change and
             the max violation are both below it.
         patience: see ``tol``.
@@ -56,7 +56,8 @@ class TrainOptions:
         device: device of every tensor (default: the problem's).
         dtype: floating dtype (default: the problem's).
         progress: show a tqdm bar with the objective and the max violation.
-        log_every: record history (and update the bar) every this many iterations.
+        log_every: record history (and update the bar) every this many iterations; a record
+            holds Ω and the max violation of one iterate, the one reached after `iteration` updates.
         checkpoint: path of a checkpoint file written every ``checkpoint_every`` iterations.
         checkpoint_every: see ``checkpoint``.
         resume: continue from ``checkpoint`` when it exists (to the same result).
@@ -69,7 +70,7 @@ class TrainOptions:
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
-    final_lr_ratio: float = 1e-3
+    final_lr_ratio: float | None = None
     tol: float = 1e-10
     patience: int = 50
     max_iter: int | None = None
@@ -88,8 +89,8 @@ class TrainOptions:
 class FirstOrderMethod(abc.ABC):
     """One first-order method: its variables, optimizers and update.
 
-    Subclasses set ``name``, ``default_lr``, ``default_iterations`` and ``norms`` (the θ₁ norms
-    they honour), and implement :meth:`step` and :meth:`point`.
+    Subclasses set ``name``, ``default_lr``, ``default_iterations``, ``default_final_lr_ratio``
+    and ``norms`` (the θ₁ norms they honour), and implement :meth:`step` and :meth:`point`.
 
     Args:
         problem: the data-join problem (already on the training device and dtype).
@@ -100,6 +101,7 @@ class FirstOrderMethod(abc.ABC):
     name: ClassVar[str]
     default_lr: ClassVar[float] = 0.05
     default_iterations: ClassVar[int] = 2000
+    default_final_lr_ratio: ClassVar[float] = 1e-3
     norms: ClassVar[tuple[str, ...]] = ("nuclear", "frobenius", "spectral", "lipschitz")
 
     def __init__(self, problem: PairProblem, regime: str, options: TrainOptions) -> None:
@@ -273,6 +275,11 @@ def _train(
     else:
         total = method.default_iterations
     generator = torch.Generator().manual_seed(settings.seed)
+    final_lr_ratio = (
+        settings.final_lr_ratio
+        if settings.final_lr_ratio is not None
+        else method.default_final_lr_ratio
+    )
     for opt in method.optimizers():
         for group in opt.param_groups:
             group.setdefault("base_lr", group["lr"])
@@ -296,18 +303,21 @@ def _train(
     recent: list[float] = []
     iteration = start_iteration
     for iteration in range(start_iteration, total):
-        factor = _lr_factor(iteration, total, settings.final_lr_ratio)
+        factor = _lr_factor(iteration, total, final_lr_ratio)
         for opt in method.optimizers():
             for group in opt.param_groups:
                 group["lr"] = group["base_lr"] * factor
         pairs = None if batch is None else sample_pairs(problem.pairs, batch, generator)
-        value = method.step(pairs, iteration / total)
         done = iteration + 1
-        if done % settings.log_every == 0 or done == total:
+        log = done % settings.log_every == 0 or done == total
+        # step() returns Ω at the point it starts from: log the violation of that same point.
+        violation = float(method.max_violation()) if log else float("nan")
+        value = method.step(pairs, iteration / total)
+        if log:
             record = {
-                "iteration": done,
+                "iteration": iteration,
                 "objective": float(value),
-                "max_violation": float(method.max_violation()),
+                "max_violation": violation,
                 "lr": method.lr * factor,
                 "time": time.perf_counter() - started,
             }
