@@ -27,7 +27,7 @@ from constrained_pairs._validation import check_choice
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.methods.head import FreeHead, Point
+from constrained_pairs.methods.head import FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
 from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
 
@@ -160,13 +160,7 @@ class LagrangianMethod(FirstOrderMethod):
         return [self.primal]
 
     def modules(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"head": self.head, "cmp": self.cmp, "optimizer": self.optimizer}
-        if self.model is not None:
-            found["model"] = self.model
-        return found
-
-    def point(self) -> Point:
-        return self.head.point()
+        return {**super().modules(), "cmp": self.cmp}
 
     def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
         kwargs = {"pairs": pairs}

@@ -131,18 +131,6 @@ class ParametrizationMethod(FirstOrderMethod):
             [*self.head.parameters(), *self.primal_parameters()], lr=self.lr
         )
 
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimizer]
-
-    def modules(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"head": self.head, "optimizer": self.optimizer}
-        if self.model is not None:
-            found["model"] = self.model
-        return found
-
-    def point(self) -> Point:
-        return self.head.point()
-
     def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
         value = self.omega(self.point(), pairs)

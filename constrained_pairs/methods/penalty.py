@@ -21,7 +21,7 @@ from constrained_pairs._validation import check_choice
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.methods.head import FreeHead, Point
+from constrained_pairs.methods.head import FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
 from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
 
@@ -86,18 +86,6 @@ class PenaltyMethod(FirstOrderMethod):
             self.optimizer = torch.optim.Adam(params, lr=self.lr)
         else:
             self.optimizer = ScalarAdam(params, lr=self.lr)
-
-    def optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimizer]
-
-    def modules(self) -> dict[str, Any]:
-        found: dict[str, Any] = {"head": self.head, "optimizer": self.optimizer}
-        if self.model is not None:
-            found["model"] = self.model
-        return found
-
-    def point(self) -> Point:
-        return self.head.point()
 
     def weight_at(self, progress: float) -> float:
         """ρ(t): geometric from ``weight`` to ``max_weight``."""

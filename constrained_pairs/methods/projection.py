@@ -14,7 +14,7 @@ import torch
 
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.methods.head import FreeHead, Point
+from constrained_pairs.methods.head import FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
 from constrained_pairs.methods.projections import PROJECTABLE_NORMS, project
 from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
@@ -55,9 +55,6 @@ class ProjectionMethod(FirstOrderMethod):
         if self.model is not None:
             found.update(model=self.model, backbone_optimizer=self.backbone_optimizer)
         return found
-
-    def point(self) -> Point:
-        return self.head.point()
 
     def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
         for opt in self.optimizers():

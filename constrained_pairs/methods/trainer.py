@@ -124,17 +124,20 @@ class FirstOrderMethod(abc.ABC):
         """One update on a pair sample (None: all pairs) at ``progress`` = iteration / total in
         [0, 1); returns the detached objective at the point before the update."""
 
-    @abc.abstractmethod
     def point(self) -> Point:
-        """The current (θ₁, θ₂, b, α_A, α_P)."""
+        """The current (θ₁, θ₂, b, α_A, α_P), read from the method's ``head``."""
+        return self.head.point()
 
-    @abc.abstractmethod
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """The torch optimizers whose learning rate follows the schedule."""
+        return [self.optimizer]
 
-    @abc.abstractmethod
     def modules(self) -> dict[str, Any]:
         """Everything with a ``state_dict`` to checkpoint (modules, optimizers, cooper CMPs)."""
+        found: dict[str, Any] = {"head": self.head, "optimizer": self.optimizer}
+        if self.model is not None:
+            found["model"] = self.model
+        return found
 
     def finish(self) -> None:  # noqa: B027 - optional hook
         """Called once after the last iteration (e.g. a final feasibility step)."""
