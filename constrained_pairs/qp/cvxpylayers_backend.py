@@ -14,7 +14,7 @@ import torch
 
 from constrained_pairs.errors import UnsupportedOptionError
 from constrained_pairs.qp._bounds import finite_bound_columns, finite_bound_values, problem_span
-from constrained_pairs.qp.info import fit_multiplier, natural_residual
+from constrained_pairs.qp.info import external_solution_report
 from constrained_pairs.qp.problem import QPProblem
 
 
@@ -67,7 +67,7 @@ def quadratic_factor(Q: torch.Tensor) -> torch.Tensor:
 
 def solve_cvxpylayers(problem: QPProblem, *, tol: float, max_iter: int):
     """Solve with cvxpylayers (diffcp + SCS); return ``(z, kkt_residual, iterations)``."""
-    B, n = problem.size
+    _, n = problem.size
     span = problem_span(problem)
     lo_cols = finite_bound_columns(problem.lower)
     up_cols = finite_bound_columns(problem.upper)
@@ -89,14 +89,4 @@ def solve_cvxpylayers(problem: QPProblem, *, tol: float, max_iter: int):
     solver_args = {"eps_abs": min(tol, 1e-9), "eps_rel": min(tol, 1e-9), "max_iters": max_iter}
     (z,) = layer(*args, solver_args=solver_args)
     z = z.to(device, dtype)
-    with torch.no_grad():
-        nu = None
-        if problem.A is not None:
-            nu = fit_multiplier(
-                problem.Q, problem.p, problem.lower, problem.upper, problem.A, z
-            )
-        residual = natural_residual(
-            problem.Q, problem.p, problem.lower, problem.upper, problem.A, problem.b, z, nu
-        )
-    iterations = torch.full((B,), -1, dtype=torch.long, device=device)  # not reported
-    return z, residual, iterations
+    return (z, *external_solution_report(problem, z))

@@ -121,6 +121,20 @@ def fit_multiplier(
     return best
 
 
+def external_solution_report(problem, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """KKT residual and iteration counts (-1: not reported) for a solution from an external
+    backend (qpth, cvxpylayers), whose multipliers are refitted from z."""
+    with torch.no_grad():
+        nu = None
+        if problem.A is not None:
+            nu = fit_multiplier(problem.Q, problem.p, problem.lower, problem.upper, problem.A, z)
+        residual = natural_residual(
+            problem.Q, problem.p, problem.lower, problem.upper, problem.A, problem.b, z, nu
+        )
+    iterations = torch.full((z.shape[0],), -1, dtype=torch.long, device=z.device)
+    return residual, iterations
+
+
 def build_info(
     residual: torch.Tensor,
     iterations: torch.Tensor,

@@ -12,7 +12,7 @@ import torch
 
 from constrained_pairs.errors import UnsupportedOptionError
 from constrained_pairs.qp._bounds import finite_bound_columns, finite_bound_values, problem_span
-from constrained_pairs.qp.info import fit_multiplier, natural_residual
+from constrained_pairs.qp.info import external_solution_report
 from constrained_pairs.qp.problem import QPProblem
 
 
@@ -51,7 +51,6 @@ def inequality_rows(problem: QPProblem) -> tuple[torch.Tensor, torch.Tensor]:
 def solve_qpth(problem: QPProblem, *, tol: float, max_iter: int):
     """Solve with qpth; return ``(z, kkt_residual, iterations)``."""
     QPFunction, QPSolvers = _import_qpth()
-    B, _ = problem.size
     G, h = inequality_rows(problem)
     if problem.A is None:
         A = b = torch.empty(0, dtype=problem.p.dtype, device=problem.p.device)
@@ -64,14 +63,4 @@ def solve_qpth(problem: QPProblem, *, tol: float, max_iter: int):
     # qpth's interior point stalls around 1e-3 in float32: it always runs in float64
     wide = [t.to(torch.float64) for t in (problem.Q, problem.p, G, h, A, b)]
     z = layer(*wide).to(problem.p.dtype)
-    with torch.no_grad():
-        nu = None
-        if problem.A is not None:
-            nu = fit_multiplier(
-                problem.Q, problem.p, problem.lower, problem.upper, problem.A, z
-            )
-        residual = natural_residual(
-            problem.Q, problem.p, problem.lower, problem.upper, problem.A, problem.b, z, nu
-        )
-    iterations = torch.full((B,), -1, dtype=torch.long, device=z.device)  # not reported
-    return z, residual, iterations
+    return (z, *external_solution_report(problem, z))
