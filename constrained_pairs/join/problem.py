@@ -257,7 +257,11 @@ class PairProblem:
         return new
 
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> PairProblem:
-        """This problem on another device and/or floating dtype."""
+        """This problem on another device and/or floating dtype (itself when nothing changes,
+        keeping its cached distance totals)."""
+        same_device = device is None or torch.device(device) == self.device
+        if same_device and (dtype is None or dtype == self.dtype):
+            return self
 
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
             if t is None:
