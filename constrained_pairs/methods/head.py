@@ -70,3 +70,50 @@ class FreeHead(nn.Module):
 
     def point(self) -> Point:
         return Point(self.theta1, self.theta2, self.bias, self.alpha_a, self.alpha_p)
+
+
+class FactoredHead(FreeHead):
+    """θ₁ = U Vᵀ with U (C, k), V (d, k), k = min(C, d); θ₂, b, α as in :class:`FreeHead`.
+
+    The nuclear norm has the variational form ‖θ₁‖_nuc = min_{UVᵀ = θ₁} ½(‖U‖²_F + ‖V‖²_F), so
+    :meth:`nuclear_bound` is a smooth upper bound of ‖UVᵀ‖_nuc, tight at the minimising
+    factorisation. Constraints written on it are smooth and imply the true ones (SPEC §2).
+    U and V start small and random (U = V = 0 is a saddle point).
+
+    Args:
+        num_classes: C.
+        num_features: d.
+        aux_dim: m, or None.
+        alpha_init: initial α_A = α_P.
+        init_scale: standard deviation of the initial entries of U and V.
+        dtype: floating dtype.
+        device: torch device.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        num_features: int,
+        aux_dim: int | None,
+        *,
+        alpha_init: float = 1.0,
+        init_scale: float = 1e-2,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(
+            num_classes, num_features, aux_dim, alpha_init=alpha_init, dtype=dtype, device=device
+        )
+        del self.theta1
+        rank = min(num_classes, num_features)
+        kw = {"dtype": dtype, "device": device}
+        self.left = nn.Parameter(init_scale * torch.randn(num_classes, rank, **kw))
+        self.right = nn.Parameter(init_scale * torch.randn(num_features, rank, **kw))
+
+    def point(self) -> Point:
+        theta1 = self.left @ self.right.T
+        return Point(theta1, self.theta2, self.bias, self.alpha_a, self.alpha_p)
+
+    def nuclear_bound(self) -> torch.Tensor:
+        """½(‖U‖²_F + ‖V‖²_F) >= ‖UVᵀ‖_nuc."""
+        return 0.5 * (self.left.square().sum() + self.right.square().sum())

@@ -1,9 +1,21 @@
 """``method="penalty"``: Ω plus a penalty on each constraint's violation (SPEC §2).
 
-Minimises Ω + ρ(t) Σ_k pen(g_k) with pen(g) = max(g, 0)² (``penalty="quadratic"``, default) or
-max(g, 0) (``penalty="l1"``, exact for ρ above the largest multiplier), by Adam, with the weight
-ρ(t) growing geometrically from ``weight`` to ``max_weight`` over the run (the violation of the
-quadratic penalty is O(λ/ρ)).
+Minimises Ω + ρ Σ_k pen(g_k) with pen(g) = max(g, 0)² (``penalty="quadratic"``, default) or
+max(g, 0) (``penalty="l1"``, exact once ρ exceeds the largest multiplier), for an increasing
+weight ρ. The quadratic penalty's minimiser violates the constraints by about λ_k / (2ρ), so ρ
+must reach ~1e5 for a 1e-5 violation, where the penalised problem is too ill-conditioned for
+Adam. The default therefore follows the classical method:
+
+* ρ takes the values ``weight``·10^j up to ``max_weight``, one stage per value, each stage a
+  share of the iterations, warm-started from the previous one;
+* each stage is solved by L-BFGS with a strong-Wolfe line search (its memory is cleared when ρ
+  changes), which is insensitive to that ill-conditioning;
+* with the nuclear norm, θ₁ = U Vᵀ and the coupling constraint is written on the smooth bound
+  ½(‖U‖² + ‖V‖²) >= ‖θ₁‖_nuc (:class:`~constrained_pairs.methods.head.FactoredHead`), so every
+  penalised stage is smooth and L-BFGS converges; a point feasible for the bound is feasible.
+
+Mini-batches of pairs (stochastic gradients) use Adam instead, with ρ growing geometrically
+along the run (``optimizer="adam"`` or ``"scalar_adam"`` select that path on full batches too).
 
 ``distance_squash="sigmoid"`` reproduces the research notes' variant: the distance term
 −α Σ d_ij is replaced by −Σ sigmoid(α d_ij). This is a DIFFERENT problem (bounded for any radii,
@@ -13,6 +25,7 @@ says so and ``result.objective`` is still the true Ω at the returned point.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -21,12 +34,12 @@ from constrained_pairs._validation import check_choice
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.methods.head import FreeHead
+from constrained_pairs.methods.head import FactoredHead, FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
-from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
+from constrained_pairs.methods.trainer import FULL_BATCH_PAIRS, FirstOrderMethod, TrainOptions
 
 PENALTIES = ("quadratic", "l1")
-OPTIMIZERS = ("adam", "scalar_adam")
+OPTIMIZERS = ("lbfgs", "adam", "scalar_adam")
 
 
 class PenaltyMethod(FirstOrderMethod):
@@ -37,18 +50,21 @@ class PenaltyMethod(FirstOrderMethod):
         regime: ``"A"`` or ``"P"``.
         options: the common options.
         penalty: ``"quadratic"`` or ``"l1"``.
-        weight: initial penalty weight ρ.
-        max_weight: final penalty weight (default 1e3 quadratic, 1e2 for ℓ1).
+        weight: first penalty weight ρ.
+        max_weight: last penalty weight (default: 1e5 quadratic with L-BFGS, 1e3 with Adam,
+            1e2 for ℓ1).
         distance_squash: None or ``"sigmoid"`` (the notes' variant; changes the problem).
         alpha_init: initial α_A = α_P.
-        optimizer: ``"adam"`` or ``"scalar_adam"`` (:class:`~.optim.ScalarAdam`, one shared
-            scale; with ``penalty="l1"``, ``weight=max_weight=2`` and ``final_lr_ratio=1e-5`` it
-            reaches a gap of a few 1e-3 and violation ~1e-5 on the digits instances).
+        optimizer: ``"lbfgs"`` (staged weights), ``"adam"`` or ``"scalar_adam"`` (geometric
+            weight schedule; :class:`~.optim.ScalarAdam` is Adam with one shared scale). Default:
+            ``"lbfgs"`` on full batches, ``"adam"`` on mini-batches.
+        factored: write θ₁ = U Vᵀ with the smooth nuclear-norm bound (default: with the nuclear
+            norm and the L-BFGS path).
     """
 
     name = "penalty"
     default_lr = 0.05
-    default_iterations = 2000
+    default_iterations = 1200
 
     def __init__(
         self,
@@ -60,20 +76,34 @@ class PenaltyMethod(FirstOrderMethod):
         max_weight: float | None = None,
         distance_squash: str | None = None,
         alpha_init: float = 1.0,
-        optimizer: str = "adam",
+        optimizer: str | None = None,
+        factored: bool | None = None,
     ) -> None:
         super().__init__(problem, regime, options)
         self.penalty = check_choice("penalty", penalty, PENALTIES)
         self.distance_squash = check_choice("distance_squash", distance_squash, (None, "sigmoid"))
+        if optimizer is None:
+            full = options.batch_size is None and problem.pairs.size <= FULL_BATCH_PAIRS
+            optimizer = "lbfgs" if full else "adam"
+        self.optimizer_name = check_choice("optimizer", optimizer, OPTIMIZERS)
+        self.staged = self.optimizer_name == "lbfgs"
         if max_weight is None:
-            max_weight = 1e3 if penalty == "quadratic" else 1e2
+            max_weight = 1e2 if penalty == "l1" else 1e5 if self.staged else 1e3
         if not 0 < weight <= max_weight:
             raise InvalidArgumentError(
                 f"weight and max_weight must satisfy 0 < weight <= max_weight, "
                 f"got {weight} and {max_weight}"
             )
         self.weight, self.max_weight = float(weight), float(max_weight)
-        self.head = FreeHead(
+        if factored is None:
+            factored = self.staged and problem.norm == "nuclear"
+        if factored and problem.norm != "nuclear":
+            raise InvalidArgumentError(
+                f"factored=True needs norm='nuclear' (the U Vᵀ bound), got norm={problem.norm!r}"
+            )
+        self.factored = bool(factored)
+        head_cls = FactoredHead if self.factored else FreeHead
+        self.head = head_cls(
             problem.num_classes,
             self.num_features,
             self.aux_dim,
@@ -82,24 +112,74 @@ class PenaltyMethod(FirstOrderMethod):
             device=problem.device,
         )
         params = [*self.head.parameters(), *self.primal_parameters()]
-        if check_choice("optimizer", optimizer, OPTIMIZERS) == "adam":
+        if self.staged:
+            self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
+                params,
+                lr=1.0,
+                max_iter=1,
+                max_eval=25,  # bounds the line search of the one iteration per step
+                history_size=20,
+                line_search_fn="strong_wolfe",
+                tolerance_grad=0.0,
+                tolerance_change=0.0,
+            )
+            self.optimizer.param_groups[0]["stage"] = -1
+        elif self.optimizer_name == "adam":
             self.optimizer = torch.optim.Adam(params, lr=self.lr)
         else:
             self.optimizer = ScalarAdam(params, lr=self.lr)
 
-    def weight_at(self, progress: float) -> float:
-        """ρ(t): geometric from ``weight`` to ``max_weight``."""
-        return self.weight * (self.max_weight / self.weight) ** progress
+    @property
+    def stages(self) -> int:
+        """Number of weights ``weight``·10^j (the last one clipped to ``max_weight``)."""
+        return 1 + math.ceil(math.log10(self.max_weight / self.weight) - 1e-9)
 
-    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        # L-BFGS sets its own step by line search: no learning-rate schedule.
+        return [] if self.staged else [self.optimizer]
+
+    def weight_at(self, progress: float) -> float:
+        """ρ at ``progress`` in [0, 1): staged powers of 10 (L-BFGS) or a geometric ramp."""
+        if not self.staged:
+            return self.weight * (self.max_weight / self.weight) ** progress
+        stage = min(int(progress * self.stages), self.stages - 1)
+        return min(self.weight * 10.0**stage, self.max_weight)
+
+    def penalised(self, pairs: PairSet | None, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(Ω + ρ Σ pen(g), Ω) at the current point."""
         point = self.point()
         value = self.omega(point, pairs)
-        excess = torch.stack(list(self.residuals(point).values())).clamp_min(0)
+        residuals = self.residuals(point)
+        if self.factored:
+            residuals["theta1_norm"] = self.head.nuclear_bound() - point.alpha_a - point.alpha_p
+        excess = torch.stack(list(residuals.values())).clamp_min(0)
         penalty = excess.square().sum() if self.penalty == "quadratic" else excess.sum()
-        (value + self.weight_at(progress) * penalty).backward()
-        self.optimizer.step()
-        return value.detach()
+        return value + weight * penalty, value
+
+    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
+        weight = self.weight_at(progress)
+        if not self.staged:
+            self.optimizer.zero_grad(set_to_none=True)
+            total, value = self.penalised(pairs, weight)
+            total.backward()
+            self.optimizer.step()
+            return value.detach()
+        group = self.optimizer.param_groups[0]
+        stage = min(int(progress * self.stages), self.stages - 1)
+        if group["stage"] != stage:  # a new ρ: the old curvature pairs no longer apply
+            self.optimizer.state.clear()
+            group["stage"] = stage
+        values: list[torch.Tensor] = []
+
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad(set_to_none=True)
+            total, value = self.penalised(pairs, weight)
+            total.backward()
+            values.append(value.detach())
+            return total
+
+        self.optimizer.step(closure)
+        return values[0]
 
     def status(self, status: str) -> str:
         if self.distance_squash is not None:
@@ -107,4 +187,9 @@ class PenaltyMethod(FirstOrderMethod):
         return status
 
     def extra(self) -> dict[str, Any]:
-        return {"penalty": self.penalty, "final_weight": self.max_weight}
+        return {
+            "penalty": self.penalty,
+            "final_weight": self.weight_at(1 - 1e-12),
+            "optimizer": self.optimizer_name,
+            "factored": self.factored,
+        }
