@@ -249,10 +249,10 @@ def test_bad_options_raise_value_error(options, match):
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "poly"])
-@pytest.mark.parametrize("density", [0.2, 0.8])
+@pytest.mark.parametrize("density", [0.2, 0.9])
 def test_free_set_solver_both_paths_match_dense_solves(kernel, density):
-    # density 0.2: Cholesky on the free block; 0.8: Woodbury + Schur complement on the bound set.
-    from constrained_pairs.mmcl.dual import FreeSetSolver
+    # density 0.2: Cholesky on the free block; 0.9: Woodbury + Schur complement on the bound set.
+    from constrained_pairs.mmcl.dual import FreeSetSolver, _ComplementBlock
 
     gen = torch.Generator().manual_seed(9)
     size = 12
@@ -261,7 +261,9 @@ def test_free_set_solver_both_paths_match_dense_solves(kernel, density):
     kernel_mat = kernel_matrix(x, x, kernel)
     free = (torch.rand(size, size, generator=gen) < density).fill_diagonal_(False)
     rhs = torch.randn(size, size, generator=gen, dtype=torch.float64)
-    out = FreeSetSolver(kernel_mat, RHO, free)(rhs)
+    solver = FreeSetSolver(kernel_mat, RHO, free, groups=2)
+    assert any(isinstance(b, _ComplementBlock) for b in solver.blocks) == (density > 0.5)
+    out = solver(rhs)
     for t in range(size):
         f = np.nonzero(free[t].numpy())[0]
         k = kernel_mat.numpy()
