@@ -21,13 +21,13 @@ import torch
 from torch import nn
 
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError, UnsupportedOptionError
-from constrained_pairs.join.constraints import constraint_residuals
+from constrained_pairs.join.constraints import constraint_residuals, theta1_norm
 from constrained_pairs.join.objective import features, objective
 from constrained_pairs.join.pairs import PairSet, sample_pairs
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
 from constrained_pairs.methods.common import make_result
-from constrained_pairs.methods.head import Point
+from constrained_pairs.methods.head import FreeHead, Point
 
 #: Problems with at most this many pairs are trained full batch unless ``batch_size`` is given.
 FULL_BATCH_PAIRS = 2**20
@@ -64,6 +64,10 @@ class TrainOptions:
         callback: ``callback(record) -> bool | None`` after each logged iteration; True stops.
         threads: CPU threads torch uses during training (restored afterwards); None leaves
             torch's setting. One thread is fastest for small problems on a busy machine.
+        restore_feasibility: after the last iteration, raise α_A and α_P (θ unchanged) to the
+            smallest values that satisfy every constraint they enter
+            (:meth:`FirstOrderMethod.restore_feasibility_`); Ω moves by about λ · violation.
+            ``Result.extra["violation_before_restore"]`` keeps the method's own final violation.
     """
 
     model: nn.Module | None = None
@@ -84,6 +88,7 @@ class TrainOptions:
     resume: bool = False
     callback: Callable[[dict[str, Any]], bool | None] | None = None
     threads: int | None = None
+    restore_feasibility: bool = True
 
 
 class FirstOrderMethod(abc.ABC):
@@ -149,6 +154,33 @@ class FirstOrderMethod(abc.ABC):
     def extra(self) -> dict[str, Any]:
         """Method-specific details for ``Result.extra``."""
         return {}
+
+    @torch.no_grad()
+    def restore_feasibility_(self) -> None:
+        """Raise the head's α_A, α_P to the smallest values feasible for the current θ.
+
+        Regime A (α_A <= α_P): α_A' = max(α_A, 0, ‖θ₂‖/κ_A), α_P' = max(α_P, α_A', ‖θ₁‖_* − α_A').
+        Regime P (α_P <= α_A): α_P' = max(α_P, 0), α_A' = max(α_A, α_P', ‖θ₂‖/κ_A, ‖θ₁‖_* − α_P').
+        With κ_A = 0 a nonzero θ₂ cannot be repaired through α and stays reported.
+        """
+        head = self.head
+        if not isinstance(head, FreeHead):
+            return
+        point = head.point()
+        norm1 = theta1_norm(point.theta1, self.problem.norm)
+        zero = torch.zeros_like(norm1)
+        theta2_floor = zero
+        if point.theta2 is not None and self.problem.kappa_a > 0:
+            theta2_floor = point.theta2.norm() / self.problem.kappa_a
+        alpha_a, alpha_p = point.alpha_a, point.alpha_p
+        if self.regime == "A":
+            new_a = torch.stack([alpha_a, zero, theta2_floor]).max()
+            new_p = torch.stack([alpha_p, new_a, norm1 - new_a]).max()
+        else:
+            new_p = torch.stack([alpha_p, zero]).max()
+            new_a = torch.stack([alpha_a, new_p, theta2_floor, norm1 - new_p]).max()
+        head.alpha_a.copy_(new_a)
+        head.alpha_p.copy_(new_p)
 
     # -- shared helpers --------------------------------------------------------------------------
     def primal_parameters(self) -> list[nn.Parameter]:
@@ -355,6 +387,10 @@ def _train(
     if bar is not None:
         bar.close()
     method.finish()
+    restored: dict[str, float] = {}
+    if settings.restore_feasibility:
+        restored["violation_before_restore"] = float(method.max_violation())
+        method.restore_feasibility_()
     wall = time.perf_counter() - started
     point = method.point().detach()
     result = make_result(
@@ -370,7 +406,7 @@ def _train(
         history=history,
         wall_time=wall,
         model=method.model,
-        extra={"iterations": iteration + 1, "batch_size": batch, **method.extra()},
+        extra={"iterations": iteration + 1, "batch_size": batch, **restored, **method.extra()},
     )
     if not math.isfinite(result.objective):
         warnings.warn(

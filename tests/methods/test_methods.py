@@ -129,6 +129,34 @@ def test_penalty_stages_and_adam_path(convex_problem, exact_reference):
         solve(convex_problem.replace(norm="frobenius"), "penalty", max_iter=1, factored=True)
 
 
+@pytest.mark.parametrize("regime", ["A", "P"])
+def test_restore_feasibility_raises_only_alphas(regime, split):
+    from constrained_pairs.join.problem import PairProblem
+
+    problem = PairProblem(
+        split.x_a, split.x_p, split.y_p, split.aux_a, r_a=3.0, r_p=3.0, kappa_a=0.5
+    )
+    kw = {"regime": regime, "max_iter": 100, "weight": 1e-3, "max_weight": 1e-3}
+    raw = solve(problem, "penalty", restore_feasibility=False, **kw)
+    fixed = solve(problem, "penalty", **kw)
+    assert raw.max_violation > 1e-4 and "violation_before_restore" not in raw.extra
+    assert fixed.extra["violation_before_restore"] == pytest.approx(raw.max_violation)
+    assert fixed.max_violation <= 1e-12
+    torch.testing.assert_close(fixed.theta1, raw.theta1)
+    torch.testing.assert_close(fixed.theta2, raw.theta2)
+    assert fixed.alpha_a >= raw.alpha_a and fixed.alpha_p >= raw.alpha_p
+    # the smallest raise: some constraint holds with equality after it
+    residuals = constraint_residuals(
+        problem,
+        theta1=fixed.theta1,
+        theta2=fixed.theta2,
+        alpha_a=torch.as_tensor(fixed.alpha_a, dtype=torch.float64),
+        alpha_p=torch.as_tensor(fixed.alpha_p, dtype=torch.float64),
+        regime=regime,
+    )
+    assert max(float(v) for v in residuals.values()) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_factored_bound_dominates_nuclear_norm():
     from constrained_pairs.methods.head import FactoredHead
 
