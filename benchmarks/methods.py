@@ -31,6 +31,11 @@ from constrained_pairs.methods import solve  # noqa: E402
 METHODS = ("penalty", "projection", "parametrization", "lagrangian", "augmented_lagrangian")
 
 
+def _own_violation(result) -> float:
+    """The method's final violation before the α restoration (or after, when none ran)."""
+    return result.extra.get("violation_before_restore", result.max_violation)
+
+
 def _time_to_gap(result, reference: float, target: float = 1e-3) -> float | None:
     for record in result.history:
         gap = (record["objective"] - reference) / max(1.0, abs(reference))
@@ -56,6 +61,7 @@ def main() -> None:
             "exact (CVXPY)",
             0.0,
             exact.max_violation,
+            exact.max_violation,
             exact_time,
             1,
             exact.accuracy(split.x_test, split.y_test),
@@ -71,6 +77,7 @@ def main() -> None:
                 method,
                 result.gap,
                 result.max_violation,
+                _own_violation(result),
                 reach if reach is not None else "not reached",
                 result.extra["iterations"],
                 accuracy,
@@ -79,6 +86,7 @@ def main() -> None:
         data["linear"][method] = {
             "gap": result.gap,
             "max_violation": result.max_violation,
+            "violation_before_restore": _own_violation(result),
             "time_to_1e-3": reach,
             "iterations": result.extra["iterations"],
             "test_accuracy": accuracy,
@@ -114,11 +122,19 @@ def main() -> None:
         )
         accuracy = result.accuracy(split.x_test, split.y_test)
         mlp_rows.append(
-            [method, result.objective, result.max_violation, result.wall_time, accuracy]
+            [
+                method,
+                result.objective,
+                result.max_violation,
+                _own_violation(result),
+                result.wall_time,
+                accuracy,
+            ]
         )
         data["mlp"][method] = {
             "objective": result.objective,
             "max_violation": result.max_violation,
+            "violation_before_restore": _own_violation(result),
             "wall_time": result.wall_time,
             "test_accuracy": accuracy,
         }
@@ -147,12 +163,15 @@ def main() -> None:
         "\n\n".join(
             [
                 f"# First-order methods (SPEC §2)\n\n(a) linear head, {problem!r}, exact optimum "
-                f"{exact.objective:.6f}. Default options for every method.",
+                f"{exact.objective:.6f}. Default options for every method; each first-order run "
+                "ends by raising α to feasibility (θ unchanged), and the violation before that "
+                "step is the method's own.",
                 markdown_table(
                     [
                         "method",
                         "objective gap",
                         "max violation",
+                        "violation before α restore",
                         "time to 1e-3 gap (s)",
                         "iterations",
                         "test accuracy",
@@ -161,7 +180,15 @@ def main() -> None:
                 ),
                 "(b) MLP backbone Linear(32, 32) → Tanh (no exact reference: non-convex).",
                 markdown_table(
-                    ["method", "objective", "max violation", "time (s)", "test accuracy"], mlp_rows
+                    [
+                        "method",
+                        "objective",
+                        "max violation",
+                        "violation before α restore",
+                        "time (s)",
+                        "test accuracy",
+                    ],
+                    mlp_rows,
                 ),
                 f"(c) large instance, {large.pairs.size} pairs (regime A with auxiliary features), "
                 "mini-batches of 2^16 pairs.",
@@ -173,7 +200,8 @@ def main() -> None:
     write_results("methods_quick" if args.quick else "methods", markdown, data)
     print(markdown)
     headline = ", ".join(
-        f"{m} gap {data['linear'][m]['gap']:.1e} viol {data['linear'][m]['max_violation']:.0e}"
+        f"{m} gap {data['linear'][m]['gap']:.1e} "
+        f"viol {data['linear'][m]['violation_before_restore']:.0e}"
         for m in METHODS
     )
     print(f"methods (digits_join, linear head): {headline}")
