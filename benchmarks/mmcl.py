@@ -222,11 +222,11 @@ def _plot(curves, times, name):
     fig, axes = plt.subplots(1, panels, figsize=(4.5 * panels, 3.6))
     axes = [axes] if panels == 1 else list(axes)
     for ax, (dataset, by_loss) in zip(axes, curves.items()):
-        for name, runs in by_loss.items():
+        for loss_name, runs in by_loss.items():
             acc = torch.tensor(runs)
             mean, std = acc.mean(0), acc.std(0) if len(runs) > 1 else torch.zeros(acc.shape[1])
             epochs = range(1, acc.shape[1] + 1)
-            ax.plot(epochs, mean, marker="o", label=name)
+            ax.plot(epochs, mean, marker="o", label=loss_name)
             ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
         ax.set(title=f"{dataset}: linear probe", xlabel="epoch", ylabel="test accuracy")
         ax.legend()
