@@ -64,7 +64,7 @@ class PenaltyMethod(FirstOrderMethod):
 
     name = "penalty"
     default_lr = 0.05
-    default_iterations = 1200
+    default_iterations = 2000
 
     def __init__(
         self,
