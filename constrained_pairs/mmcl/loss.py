@@ -43,7 +43,11 @@ class MMCLLoss(nn.Module):
         C: upper bound of the box, or None for β ≥ 0 only (the reference default).
         rho: ridge ρ > 0 added to the diagonal of every Q_t.
         grad: ``"detach"`` (β is a constant, as in the reference code) or ``"implicit"`` (β is
-            differentiated through the KKT conditions of the duals).
+            differentiated through the KKT conditions of the duals). Caution: the implicit
+            gradient also lets the encoder lower L by inflating β (negatives pulled towards
+            their anchor shrink Q_t), and pretraining with it collapses the embeddings on
+            digits and MNIST-5k (``benchmarks/results/mmcl.md``); it is exact, not a better
+            training signal.
         backend: ``"native"`` (this package's structured exact solver: all B duals share K, so a
             step over all anchors costs about one B×B matmul), or ``"qpth"`` / ``"cvxpylayers"``
             through :func:`constrained_pairs.qp.solve_qp` on the written-out (B, B-1, B-1) Q_t.
