@@ -4,12 +4,16 @@ Protocol: classes 0-4 labelled (80 % to train, 20 % held out for known-class acc
 5-9 unlabelled; ACC/NMI/ARI are measured on every novel image. The baseline is k-means on the
 raw pixels of the novel images, in the same run.
 
-Recipe (same for every variant): an MLP backbone is first pretrained as a denoising autoencoder
-on all training images without labels (labelled 0-4 and unlabelled 5-9, as NCD methods
-pretrain on both sets); stage 1 fits the head with cross-entropy while the backbone moves
-slowly (lr 1e-2 head, 1e-4 backbone); stage 2 is ``ResidualNCD.fit_novel`` with random affine
-augmentation and the class-balanced pair loss (``pair_pos_weight="balanced"``; the plain BCE
-of SPEC §5 is reported as a variant). Ablations start from the same stage-1 model.
+Recipe (same for every variant): an MLP backbone is first pretrained without labels on all
+training images (labelled 0-4 and unlabelled 5-9, as NCD methods pretrain on both sets) by
+contrastive learning: two random distortions of an image (rotation, scale, shift, shear, aspect
+ratio, pixel noise; handwriting varies in slant and width) must map to agreeing features.
+Stage 1 fits the head with cross-entropy while the backbone barely moves (lr 1e-2 head, 1e-5
+backbone; cross-entropy on 0-4 alone erases what the features know of 5-9); stage 2 is
+``ResidualNCD.fit_novel`` with milder random affine augmentation, the discriminant
+initialisation of the reduction and the class-balanced pair loss
+(``pair_pos_weight="balanced"``; the plain BCE of SPEC §5 is reported as a variant). Ablations
+start from the same stage-1 model.
 
 Writes ``results/ncd.md``, ``ncd.json``, ``ncd_curves.png`` and ``ncd_confusion.png``
 (``ncd_quick.*`` with ``--quick``).
@@ -41,21 +45,29 @@ from benchmarks._common import RESULTS, markdown_table, parse_args, write_result
 from constrained_pairs.data import load_digits, load_mnist5k  # noqa: E402
 from constrained_pairs.metrics import ari, cluster_acc, match_clusters, nmi  # noqa: E402
 from constrained_pairs.ncd import ResidualNCD  # noqa: E402
-from constrained_pairs.ncd.vision import (  # noqa: E402
-    RandomAffine,
-    mlp_backbone,
-    pretrain_autoencoder,
-)
+from constrained_pairs.ncd.pretrain import pretrain_contrastive  # noqa: E402
+from constrained_pairs.ncd.vision import RandomAffine, mlp_backbone  # noqa: E402
 
 CONFIG: dict[str, dict[str, Any]] = {
-    "digits": dict(loader=load_digits, shift=1 / 8, ae_epochs=60, novel_epochs=60,
-                   variants=["full", "full, plain BCE (pos_weight 1)", "no L_distill",
-                             "no L_pair", "no residual branch"]),
+    "digits": dict(
+        loader=load_digits,
+        shift=1 / 8,
+        novel_epochs=60,
+        variants=[
+            "full",
+            "full, plain BCE (pos_weight 1)",
+            "no L_distill",
+            "no L_pair",
+            "no residual branch",
+        ],
+    ),
     # Ablations on digits only, to keep the full run near 12 minutes on 2 shared cores.
-    "mnist5k": dict(loader=load_mnist5k, shift=2 / 28, ae_epochs=30, novel_epochs=100,
-                    variants=["full"]),
+    "mnist5k": dict(loader=load_mnist5k, shift=2 / 28, novel_epochs=100, variants=["full"]),
 }
-STAGE1 = dict(epochs=10, lr=1e-2, backbone_lr=1e-4)  # the backbone moves slowly
+# Contrastive pretraining; its distortions are also used in stage 1 (shift: x 1.6 of stage 2).
+PRETRAIN = dict(epochs=200, temperature=0.2, batch_size=256)
+DISTORT = dict(degrees=20.0, scale=0.2, shear=0.6, aspect=0.4, noise=0.1)
+STAGE1 = dict(epochs=30, lr=1e-2, backbone_lr=1e-5)  # the backbone barely moves
 STAGE2 = dict(lr=3e-3, backbone_lr=3e-4, batch_size=128, pair_pos_weight="balanced")
 VARIANTS = {
     "full": {},
@@ -91,24 +103,32 @@ def run(name: str, seed: int, variants: list[str], device: str) -> dict[str, Any
     kmeans = KMeans(5, n_init=10, random_state=seed).fit(x_u.flatten(1).cpu().numpy())
     out: dict[str, Any] = {"kmeans_raw": cluster_acc(y_u, kmeans.labels_), "variants": {}}
     augment = RandomAffine(shift=cfg["shift"], degrees=10.0, scale=0.1)
+    distort = RandomAffine(shift=1.6 * cfg["shift"], **DISTORT)
 
     start = time.perf_counter()
     torch.manual_seed(seed)
     backbone = mlp_backbone(x_u[0].numel(), FEAT_DIM).to(device)
-    pretrain_autoencoder(backbone, torch.cat([x_tr, x_u]), FEAT_DIM, epochs=cfg["ae_epochs"],
-                         augment=augment, seed=seed)
+    pretrain_contrastive(backbone, torch.cat([x_tr, x_u]), FEAT_DIM, distort, seed=seed, **PRETRAIN)
     stage1 = ResidualNCD(backbone, FEAT_DIM, 5, 5)
-    stage1.fit_known(x_tr, y_tr, STAGE1["epochs"], lr=STAGE1["lr"],
-                     backbone_lr=STAGE1["backbone_lr"], augment=augment, seed=seed,
-                     progress=False)
+    stage1.fit_known(
+        x_tr,
+        y_tr,
+        STAGE1["epochs"],
+        lr=STAGE1["lr"],
+        backbone_lr=STAGE1["backbone_lr"],
+        augment=augment,
+        seed=seed,
+        progress=False,
+    )
     out["stage1_s"] = time.perf_counter() - start
     out["known_acc_before"] = float((stage1.predict_known(x_te) == y_te).float().mean())
     for variant in variants:
         options = {**STAGE2, **VARIANTS[variant]}
         model = stage2_model(stage1, options.pop("residual", True))
         start = time.perf_counter()
-        model.fit_novel(x_u, cfg["novel_epochs"], augment=augment, y_u=y_u, seed=seed,
-                        progress=False, **options)
+        model.fit_novel(
+            x_u, cfg["novel_epochs"], augment=augment, y_u=y_u, seed=seed, progress=False, **options
+        )
         pred = model.predict_novel(x_u)
         out["variants"][variant] = {
             "acc": cluster_acc(y_u, pred),
@@ -161,10 +181,15 @@ def plot(runs: dict[str, list[dict[str, Any]]], name: str) -> None:
         ax.imshow(matrix, cmap="Blues")
         for (i, j), value in np.ndenumerate(matrix):
             ax.text(j, i, str(value), ha="center", va="center", fontsize=8)
-        ax.set(title=f"{data}: novel clusters after matching",
-               xlabel="matched cluster (digit)", ylabel="true digit",
-               xticks=range(5), yticks=range(5), xticklabels=range(5, 10),
-               yticklabels=range(5, 10))
+        ax.set(
+            title=f"{data}: novel clusters after matching",
+            xlabel="matched cluster (digit)",
+            ylabel="true digit",
+            xticks=range(5),
+            yticks=range(5),
+            xticklabels=range(5, 10),
+            yticklabels=range(5, 10),
+        )
     fig.tight_layout()
     fig.savefig(RESULTS / f"{name}_confusion.png", dpi=90)
     plt.close(fig)
@@ -182,25 +207,50 @@ def main() -> None:
             variants = ["full"] if args.quick else CONFIG[name]["variants"]
             result = run(name, seed, variants, args.device)
             runs[name].append(result)
-            print(f"{name} seed {seed}: k-means raw {result['kmeans_raw']:.3f}, "
-                  + ", ".join(f"{v} {r['acc']:.3f}" for v, r in result["variants"].items()),
-                  flush=True)
+            print(
+                f"{name} seed {seed}: k-means raw {result['kmeans_raw']:.3f}, "
+                + ", ".join(f"{v} {r['acc']:.3f}" for v, r in result["variants"].items()),
+                flush=True,
+            )
 
     rows = []
     for name, results in runs.items():
-        rows.append([name, "k-means on raw pixels", mean_std([r["kmeans_raw"] for r in results]),
-                     "", "", "", "", ""])
+        rows.append(
+            [
+                name,
+                "k-means on raw pixels",
+                mean_std([r["kmeans_raw"] for r in results]),
+                "",
+                "",
+                "",
+                "",
+                "",
+            ]
+        )
         for variant in results[0]["variants"]:
             per = [r["variants"][variant] for r in results]
-            rows.append([
-                name, variant, mean_std([p["acc"] for p in per]),
-                mean_std([p["nmi"] for p in per]), mean_std([p["ari"] for p in per]),
-                mean_std([r["known_acc_before"] for r in results]),
-                mean_std([p["known_acc_after"] for p in per]),
-                f"{statistics.mean(p['stage2_s'] for p in per):.1f}",
-            ])
-    header = ["data", "method", "novel ACC", "NMI", "ARI", "known acc (stage 1)",
-              "known acc (after stage 2)", "stage-2 s"]
+            rows.append(
+                [
+                    name,
+                    variant,
+                    mean_std([p["acc"] for p in per]),
+                    mean_std([p["nmi"] for p in per]),
+                    mean_std([p["ari"] for p in per]),
+                    mean_std([r["known_acc_before"] for r in results]),
+                    mean_std([p["known_acc_after"] for p in per]),
+                    f"{statistics.mean(p['stage2_s'] for p in per):.1f}",
+                ]
+            )
+    header = [
+        "data",
+        "method",
+        "novel ACC",
+        "NMI",
+        "ARI",
+        "known acc (stage 1)",
+        "known acc (after stage 2)",
+        "stage-2 s",
+    ]
     markdown = (
         "# Novel class discovery (SPEC §5)\n\n"
         f"Known 0-4 labelled, novel 5-9 unlabelled; seeds {seeds}; mean ± std over seeds. "

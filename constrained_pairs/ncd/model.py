@@ -12,7 +12,8 @@ Architecture (every arrow a module of :class:`ResidualNCD`)::
   last layer starts at zero, so stage 2 starts from c = b and the branch only adds what the
   novel classes need.
 * ``c(x) = b(x) + r(x)``; ``c̃(x) = reduction(c(x))``, a linear map to ``n_novel`` dimensions,
-  initialised with the principal axes of c on the unlabelled data.
+  initialised with Fisher's discriminant axes of a k-means partition of c on the unlabelled
+  data (``reduction_init="pca"``: its principal axes, which may mix the clusters).
 * Centres mu (a parameter, (n_novel, n_novel)) start from scikit-learn k-means on c̃.
 
 Stage 2 trains backbone, head, branch, reduction and centres on
@@ -24,8 +25,9 @@ the teacher and the trained model see the same normalisation of the unlabelled d
 
 Practical notes (measured in ``benchmarks/ncd.py``): cross-entropy on the known classes alone
 erases what the backbone knew about the other classes (k-means on b of digits 5-9 falls to
-~0.6), so pretrain the backbone without labels (e.g. ``vision.pretrain_autoencoder``) and
-fine-tune it slowly in stage 1 (``backbone_lr``). With a sparse top-k graph the plain BCE
+~0.6), so pretrain the backbone without labels (``pretrain.pretrain_contrastive`` with
+slant/width distortions works best on digits; ``vision.pretrain_autoencoder`` is simpler) and
+barely move it in stage 1 (``backbone_lr``). With a sparse top-k graph the plain BCE
 mean of L_pair is dominated by non-neighbour pairs and pulls q towards uniform;
 ``pair_pos_weight="balanced"`` weighs the two kinds of pairs equally.
 """
@@ -195,7 +197,7 @@ class ResidualNCD(nn.Module):
         was_training = self.training
         self.eval()
         try:
-            outs = [fn(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)]
+            outs = [fn(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)]
         finally:
             self.train(was_training)
         if isinstance(outs[0], tuple):
@@ -290,8 +292,13 @@ class ResidualNCD(nn.Module):
         )
         generator = torch.Generator().manual_seed(seed)
         start = self._resume(checkpoint, "known", optimizer, generator)
-        bar = tqdm(range(start, epochs), desc="stage 1 (known)", disable=not progress,
-                   initial=start, total=epochs)
+        bar = tqdm(
+            range(start, epochs),
+            desc="stage 1 (known)",
+            disable=not progress,
+            initial=start,
+            total=epochs,
+        )
         for epoch in bar:
             self.train()
             total = torch.zeros((), dtype=self.dtype, device=self.device)
@@ -305,8 +312,9 @@ class ResidualNCD(nn.Module):
                 total += loss.detach() * idx.numel()
             self.history.ce.append(float(total / x.shape[0]))
             bar.set_postfix(ce=f"{self.history.ce[-1]:.4f}")
-            self._save(checkpoint, checkpoint_every, epoch + 1, epochs, "known", optimizer,
-                       generator)
+            self._save(
+                checkpoint, checkpoint_every, epoch + 1, epochs, "known", optimizer, generator
+            )
         return self
 
     # ----------------------------------------------------------------------------- stage 2
@@ -325,6 +333,7 @@ class ResidualNCD(nn.Module):
         pair_pos_weight: float | str = 1.0,
         y_u: Any = None,
         kmeans_restarts: int = 10,
+        reduction_init: str = "discriminant",
         seed: int = 0,
         progress: bool = True,
         checkpoint: str | os.PathLike | None = None,
@@ -353,7 +362,11 @@ class ResidualNCD(nn.Module):
                 SPEC §5, ``"balanced"`` uses (N_u - 1 - topk) / topk, the ratio of non-neighbour
                 to neighbour pairs.
             y_u: true labels of ``x_u``, used only to record ``history.novel_acc``.
-            kmeans_restarts: ``n_init`` of the scikit-learn k-means initialisation.
+            kmeans_restarts: ``n_init`` of the scikit-learn k-means initialisations.
+            reduction_init: initial axes of the reduction c -> c̃. ``"discriminant"``: k-means
+                on c(x_u), then the n_novel directions of largest total-to-within-cluster
+                variance ratio (Fisher's discriminants of the k-means partition, so c̃ keeps
+                what separates the clusters); ``"pca"``: the n_novel principal axes of c.
             seed: seed of k-means and the batch order.
             progress: show a tqdm progress bar.
             checkpoint: file to save the training state to every ``checkpoint_every`` epochs;
@@ -368,6 +381,10 @@ class ResidualNCD(nn.Module):
         epochs = check_positive_int("epochs", epochs)
         if batch_size is not None:
             batch_size = check_positive_int("batch_size", batch_size, minimum=2)
+        if reduction_init not in ("discriminant", "pca"):
+            raise InvalidArgumentError(
+                f"reduction_init must be 'discriminant' or 'pca', got {reduction_init!r}"
+            )
         x_u = self._input("x_u", x_u)
         n = x_u.shape[0]
         if n <= max(self.n_novel, self.topk):
@@ -380,8 +397,9 @@ class ResidualNCD(nn.Module):
             labels = as_tensor("y_u", y_u, ndim=1)
             if labels.shape[0] != n:
                 raise InvalidArgumentError(f"y_u must have {n} labels, got {labels.shape[0]}")
-        backbone_lr = lr / 10 if backbone_lr is None else check_nonnegative("backbone_lr",
-                                                                            backbone_lr)
+        backbone_lr = (
+            lr / 10 if backbone_lr is None else check_nonnegative("backbone_lr", backbone_lr)
+        )
         new = [*self.reduction.parameters(), self.centers]
         if self.residual_branch is not None:
             new += list(self.residual_branch.parameters())
@@ -394,16 +412,24 @@ class ResidualNCD(nn.Module):
         extra: dict[str, Any] = {}
         start = self._resume(checkpoint, "novel", optimizer, generator, extra)
         if start == 0:
-            extra["neighbors"] = self._start_novel(x_u, kmeans_restarts, seed)
+            extra["neighbors"] = self._start_novel(x_u, kmeans_restarts, seed, reduction_init)
         neighbors = extra["neighbors"].to(self.device)
         batch = n if batch_size is None else min(batch_size, n)
-        pos_weight = (n - 1 - self.topk) / self.topk if pair_pos_weight == "balanced" else (
-            check_nonnegative("pair_pos_weight", pair_pos_weight))
+        pos_weight = (
+            (n - 1 - self.topk) / self.topk
+            if pair_pos_weight == "balanced"
+            else (check_nonnegative("pair_pos_weight", pair_pos_weight))
+        )
 
         q_all = self._assign(x_u)
         target = extra.get("target", target_distribution(q_all))
-        bar = tqdm(range(start, epochs), desc="stage 2 (novel)", disable=not progress,
-                   initial=start, total=epochs)
+        bar = tqdm(
+            range(start, epochs),
+            desc="stage 2 (novel)",
+            disable=not progress,
+            initial=start,
+            total=epochs,
+        )
         for epoch in bar:
             if epoch % self.target_every == 0:
                 target = target_distribution(q_all)
@@ -438,8 +464,16 @@ class ResidualNCD(nn.Module):
                 self.history.novel_acc.append(cluster_acc(labels, q_all.argmax(dim=1)))
             bar.set_postfix(loss=f"{self.history.total[-1]:.4f}")
             extra["target"] = target
-            self._save(checkpoint, checkpoint_every, epoch + 1, epochs, "novel", optimizer,
-                       generator, extra)
+            self._save(
+                checkpoint,
+                checkpoint_every,
+                epoch + 1,
+                epochs,
+                "novel",
+                optimizer,
+                generator,
+                extra,
+            )
         return self
 
     def _record(self, cluster: float, distill: float, pair: float) -> None:
@@ -449,7 +483,9 @@ class ResidualNCD(nn.Module):
         self.history.total.append(cluster + self.beta * distill + pair)
 
     @torch.no_grad()
-    def _start_novel(self, x_u: torch.Tensor, restarts: int, seed: int) -> torch.Tensor:
+    def _start_novel(
+        self, x_u: torch.Tensor, restarts: int, seed: int, reduction_init: str
+    ) -> torch.Tensor:
         """Freeze the teacher, build the top-k graph, initialise reduction and centres."""
         from sklearn.cluster import KMeans
 
@@ -459,13 +495,19 @@ class ResidualNCD(nn.Module):
         neighbors = topk_neighbors(basic, self.topk)
 
         combined = self._map(lambda xb: self._combine(self.backbone(xb)), x_u, 1024)
-        # Principal axes of c(x_u): the reduction keeps the directions of largest spread.
         mean = combined.mean(dim=0)
-        _, _, v = torch.linalg.svd(combined - mean, full_matrices=False)
-        axes = v[: self.n_novel]
+        if reduction_init == "pca":
+            axes = _principal_axes(combined - mean, self.n_novel)
+        else:
+            labels = KMeans(self.n_novel, n_init=restarts, random_state=seed).fit_predict(
+                (combined - mean).double().cpu().numpy()
+            )
+            labels = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+            axes = _discriminant_axes(combined - mean, labels, self.n_novel)
         if axes.shape[0] < self.n_novel:  # fewer samples or features than n_novel
-            pad = torch.randn(self.n_novel - axes.shape[0], self.feat_dim, dtype=self.dtype,
-                              device=self.device)
+            pad = torch.randn(
+                self.n_novel - axes.shape[0], self.feat_dim, dtype=self.dtype, device=self.device
+            )
             axes = torch.cat([axes, F.normalize(pad, dim=1)])
         reduced = (combined - mean) @ axes.T
         # Scale to unit variance per dimension on average, whatever the scale of b: sigma is
@@ -519,8 +561,7 @@ class ResidualNCD(nn.Module):
         state = torch.load(path, map_location=self.device, weights_only=False)
         if state.get("stage") != stage:
             raise InvalidArgumentError(
-                f"checkpoint {str(path)!r} holds a {state.get('stage')!r} stage, "
-                f"expected {stage!r}"
+                f"checkpoint {str(path)!r} holds a {state.get('stage')!r} stage, expected {stage!r}"
             )
         self.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -529,3 +570,33 @@ class ResidualNCD(nn.Module):
         if extra is not None:
             extra.update(state["extra"])
         return int(state["epoch"])
+
+
+def _principal_axes(centred: torch.Tensor, k: int) -> torch.Tensor:
+    """The (up to) k principal axes of centred rows, (k, D) orthonormal."""
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)
+    return v[:k]
+
+
+def _discriminant_axes(
+    centred: torch.Tensor, labels: torch.Tensor, k: int, shrinkage: float = 0.1
+) -> torch.Tensor:
+    """The (up to) k directions v maximising v^T S_t v / v^T S_w v, (k, D), v^T S_w v = 1.
+
+    S_t is the covariance of the centred rows and S_w the within-cluster covariance of the
+    partition ``labels``, shrunk towards its mean variance so that near-constant feature
+    directions are not amplified. The first (clusters - 1) directions are Fisher's linear
+    discriminants; the others keep the largest remaining total spread.
+    """
+    x = centred.double()
+    onehot = F.one_hot(labels, int(labels.max()) + 1).double()
+    means = (onehot.T @ x) / onehot.sum(0).clamp_min(1).unsqueeze(1)
+    within = x - means[labels]
+    s_w = within.T @ within / len(x)
+    eye = torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+    s_w = (1 - shrinkage) * s_w + shrinkage * s_w.diagonal().mean().clamp_min(1e-12) * eye
+    # Whiten with the Cholesky factor of S_w: the generalised problem becomes symmetric.
+    inv_chol = torch.linalg.inv(torch.linalg.cholesky(s_w))
+    _, vectors = torch.linalg.eigh(inv_chol @ (x.T @ x / len(x)) @ inv_chol.T)
+    # Each axis has unit (shrunk) within-cluster variance: clusters look round to the kernel.
+    return (inv_chol.T @ vectors[:, -k:].flip(1)).T.to(centred.dtype)

@@ -48,15 +48,21 @@ class ConvNet(nn.Module):
 
 
 class RandomAffine:
-    """Random small rotations, scalings and translations of a batch of images (B, C, H, W).
+    """Random small affine distortions of a batch of images (B, C, H, W).
 
-    Vectorised with :func:`torch.nn.functional.affine_grid`, one transform per image, on the
-    images' device and dtype.
+    Rotation, scaling and translation, optionally shear, aspect-ratio change (handwriting varies
+    in slant and width) and additive Gaussian pixel noise. Vectorised with
+    :func:`torch.nn.functional.affine_grid`, one transform per image, on the images' device and
+    dtype. With the default ``shear = aspect = noise = 0`` the draws are those of a plain
+    rotation/scale/shift transform.
 
     Args:
         shift: largest translation as a fraction of the image side (0.125 = 1 pixel of 8).
         degrees: largest rotation in degrees.
         scale: largest relative change of scale.
+        shear: largest horizontal shear factor (x += shear * y).
+        aspect: largest log change of the aspect ratio (width x e^a, height x e^-a).
+        noise: standard deviation of additive Gaussian noise, in pixel units.
         generator: optional torch generator on the images' device for reproducible draws.
     """
 
@@ -66,12 +72,19 @@ class RandomAffine:
         degrees: float = 10.0,
         scale: float = 0.1,
         generator: torch.Generator | None = None,
+        *,
+        shear: float = 0.0,
+        aspect: float = 0.0,
+        noise: float = 0.0,
     ) -> None:
         self.shift = check_nonnegative("shift", shift)
         self.degrees = check_nonnegative("degrees", degrees)
         self.scale = check_nonnegative("scale", scale)
         if self.scale >= 1:
             raise InvalidArgumentError(f"scale must be < 1, got {scale}")
+        self.shear = check_nonnegative("shear", shear)
+        self.aspect = check_nonnegative("aspect", aspect)
+        self.noise = check_nonnegative("noise", noise)
         self.generator = generator
 
     def _uniform(self, x: torch.Tensor, bound: float) -> torch.Tensor:
@@ -86,17 +99,35 @@ class RandomAffine:
         cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
         # affine_grid works in [-1, 1] coordinates: a shift of s sides is 2 s.
         tx, ty = self._uniform(x, 2 * self.shift), self._uniform(x, 2 * self.shift)
-        theta = torch.stack(
-            [torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], dim=1
-        )
+        linear = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], dim=1)
+        if self.shear > 0 or self.aspect > 0:
+            # Sampling map R S D: D = diag(e^a, e^-a) stretches, S = [[1, h], [0, 1]] shears.
+            stretch = torch.exp(self._uniform(x, self.aspect))
+            shear = self._uniform(x, self.shear)
+            ones, zeros = torch.ones_like(shear), torch.zeros_like(shear)
+            skew = torch.stack(
+                [
+                    torch.stack([stretch, shear / stretch], 1),
+                    torch.stack([zeros, ones / stretch], 1),
+                ],
+                dim=1,
+            )
+            linear = linear @ skew
+        theta = torch.cat([linear, torch.stack([tx, ty], 1).unsqueeze(2)], dim=2)
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+        out = F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
+        if self.noise > 0:
+            draw = torch.randn(out.shape, generator=self.generator, device=x.device, dtype=x.dtype)
+            out = out + self.noise * draw
+        return out
 
 
 def mlp_backbone(in_dim: int, feat_dim: int = 64, hidden: int = 512) -> nn.Sequential:
     """Flatten -> Linear(in_dim, hidden) -> ReLU -> Linear(hidden, feat_dim)."""
-    in_dim, feat_dim, hidden = (check_positive_int(name, value) for name, value in
-                                (("in_dim", in_dim), ("feat_dim", feat_dim), ("hidden", hidden)))
+    in_dim, feat_dim, hidden = (
+        check_positive_int(name, value)
+        for name, value in (("in_dim", in_dim), ("feat_dim", feat_dim), ("hidden", hidden))
+    )
     return nn.Sequential(
         nn.Flatten(), nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, feat_dim)
     )
