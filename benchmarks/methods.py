@@ -106,7 +106,7 @@ def main() -> None:
     axes[1].set(xlabel="time (s)", ylabel="max violation", title="violation")
     axes[0].legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "methods.png", dpi=100)
+    fig.savefig(RESULTS / ("methods_quick.png" if args.quick else "methods.png"), dpi=100)
 
     mlp_rows = []
     for method in METHODS:
