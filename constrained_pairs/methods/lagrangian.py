@@ -27,7 +27,6 @@ from constrained_pairs._validation import check_choice
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.methods.head import FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
 from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
 
@@ -121,14 +120,7 @@ class LagrangianMethod(FirstOrderMethod):
             raise InvalidArgumentError(
                 f"penalty_coefficient must be > 0, got {penalty_coefficient}"
             )
-        self.head = FreeHead(
-            problem.num_classes,
-            self.num_features,
-            self.aux_dim,
-            alpha_init=alpha_init,
-            dtype=problem.dtype,
-            device=problem.device,
-        )
+        self.head = self.make_head(alpha_init=alpha_init)
         names = list(self.residuals(self.head.point()).keys())
         self.cmp = JoinCMP(self, names, self.augmented, penalty_coefficient)
         if dual_lr is None:

@@ -116,16 +116,12 @@ class ParametrizationMethod(FirstOrderMethod):
         self, problem: PairProblem, regime: str, options: TrainOptions, alpha_init: float = 1.0
     ) -> None:
         super().__init__(problem, regime, options)
-        self.head = FeasibleHead(
-            problem.num_classes,
-            self.num_features,
-            self.aux_dim,
+        self.head = self.make_head(
+            FeasibleHead,
             regime=regime,
             kappa_a=problem.kappa_a,
             norm=problem.norm,
             alpha_init=alpha_init,
-            dtype=problem.dtype,
-            device=problem.device,
         )
         self.optimizer = torch.optim.Adam(
             [*self.head.parameters(), *self.primal_parameters()], lr=self.lr

@@ -102,14 +102,8 @@ class PenaltyMethod(FirstOrderMethod):
                 f"factored=True needs norm='nuclear' (the U Vᵀ bound), got norm={problem.norm!r}"
             )
         self.factored = bool(factored)
-        head_cls = FactoredHead if self.factored else FreeHead
-        self.head = head_cls(
-            problem.num_classes,
-            self.num_features,
-            self.aux_dim,
-            alpha_init=alpha_init,
-            dtype=problem.dtype,
-            device=problem.device,
+        self.head = self.make_head(
+            FactoredHead if self.factored else FreeHead, alpha_init=alpha_init
         )
         params = [*self.head.parameters(), *self.primal_parameters()]
         if self.staged:
@@ -138,12 +132,15 @@ class PenaltyMethod(FirstOrderMethod):
         # L-BFGS sets its own step by line search: no learning-rate schedule.
         return [] if self.staged else [self.optimizer]
 
+    def stage_at(self, progress: float) -> int:
+        """Index j of the staged weight ``weight``·10^j in force at ``progress`` in [0, 1)."""
+        return min(int(progress * self.stages), self.stages - 1)
+
     def weight_at(self, progress: float) -> float:
         """ρ at ``progress`` in [0, 1): staged powers of 10 (L-BFGS) or a geometric ramp."""
         if not self.staged:
             return self.weight * (self.max_weight / self.weight) ** progress
-        stage = min(int(progress * self.stages), self.stages - 1)
-        return min(self.weight * 10.0**stage, self.max_weight)
+        return min(self.weight * 10.0 ** self.stage_at(progress), self.max_weight)
 
     def penalised(self, pairs: PairSet | None, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(Ω + ρ Σ pen(g), Ω) at the current point."""
@@ -165,7 +162,7 @@ class PenaltyMethod(FirstOrderMethod):
             self.optimizer.step()
             return value.detach()
         group = self.optimizer.param_groups[0]
-        stage = min(int(progress * self.stages), self.stages - 1)
+        stage = self.stage_at(progress)
         if group["stage"] != stage:  # a new ρ: the old curvature pairs no longer apply
             self.optimizer.state.clear()
             group["stage"] = stage

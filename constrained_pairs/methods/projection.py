@@ -14,7 +14,6 @@ import torch
 
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.methods.head import FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
 from constrained_pairs.methods.projections import PROJECTABLE_NORMS, project
 from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
@@ -39,10 +38,7 @@ class ProjectionMethod(FirstOrderMethod):
         self, problem: PairProblem, regime: str, options: TrainOptions, alpha_init: float = 1.0
     ) -> None:
         super().__init__(problem, regime, options)
-        kw = {"dtype": problem.dtype, "device": problem.device}
-        self.head = FreeHead(
-            problem.num_classes, self.num_features, self.aux_dim, alpha_init=alpha_init, **kw
-        )
+        self.head = self.make_head(alpha_init=alpha_init)
         self.optimizer = ScalarAdam(self.head.parameters(), lr=self.lr)
         backbone = self.primal_parameters()
         self.backbone_optimizer = torch.optim.Adam(backbone, lr=self.lr) if backbone else None

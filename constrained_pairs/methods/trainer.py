@@ -183,6 +183,18 @@ class FirstOrderMethod(abc.ABC):
         head.alpha_p.copy_(new_p)
 
     # -- shared helpers --------------------------------------------------------------------------
+    def make_head(self, head_cls: type[nn.Module] = FreeHead, **options: Any) -> nn.Module:
+        """A ``head_cls`` sized for the problem (C, feature size, aux size), on its device and
+        dtype; ``options`` are the head's own keyword arguments."""
+        return head_cls(
+            self.problem.num_classes,
+            self.num_features,
+            self.aux_dim,
+            dtype=self.problem.dtype,
+            device=self.problem.device,
+            **options,
+        )
+
     def primal_parameters(self) -> list[nn.Parameter]:
         return list(self.model.parameters()) if self.model is not None else []
 

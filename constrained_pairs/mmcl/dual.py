@@ -111,7 +111,6 @@ class FreeSetSolver:
     ) -> None:
         size = kernel.shape[0]
         self.cache = {} if cache is None else cache
-        self.dtype = kernel.dtype
         # One host sync per active-set iteration: the padded shapes depend on the data.
         counts = free.sum(1).tolist()
         self.blocks: list[_DirectBlock | _ComplementBlock] = []
