@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import cvxpy as cp
 import pytest
 import torch
@@ -20,7 +22,9 @@ def _cvxpy_projection(t1, t2, a0, p0, kappa, regime, norm):
     }[norm]
     constraints = [
         norm_of(theta1) <= a + p,
-        cp.norm(theta2, "fro") <= kappa * a,
+        # ‖θ₂‖ <= 0 written as θ₂ = 0: the same set, without Clarabel's trouble on a cone
+        # of empty interior
+        cp.norm(theta2, "fro") <= kappa * a if kappa > 0 else theta2 == 0,
         a >= 0,
         p >= 0,
         a <= p if regime == "A" else p <= a,
@@ -49,7 +53,8 @@ def _distance2(found, t1, t2, a0, p0):
 @pytest.mark.parametrize("regime", ["A", "P"])
 @pytest.mark.parametrize("kappa", [0.0, 0.5, 2.0])
 def test_projection_matches_cvxpy(norm, regime, kappa):
-    generator = torch.Generator().manual_seed(hash((norm, regime, kappa)) % 2**31)
+    # A seed that is the same in every process (str hashes are salted per process).
+    generator = torch.Generator().manual_seed(zlib.crc32(f"{norm}-{regime}-{kappa}".encode()))
     for scale in (0.3, 3.0):
         t1 = torch.randn(4, 6, generator=generator, dtype=torch.float64) * scale
         t2 = torch.randn(4, 3, generator=generator, dtype=torch.float64) * scale
