@@ -18,6 +18,7 @@ import importlib
 from typing import Any
 
 from constrained_pairs.errors import (
+    CheckpointError,
     ConstrainedPairsError,
     InvalidArgumentError,
     InvalidTypeError,
@@ -45,15 +46,18 @@ _LAZY_ATTRIBUTES = {
     "Diagnostics": "constrained_pairs.join.diagnostics",
     "wasserstein_radius": "constrained_pairs.join.diagnostics",
     "solve": "constrained_pairs.methods",
+    "Status": "constrained_pairs.status",
 }
 
 __all__ = [
+    "CheckpointError",
     "ConstrainedPairsError",
     "Diagnostics",
     "InvalidArgumentError",
     "InvalidTypeError",
     "PairProblem",
     "Result",
+    "Status",
     "UnboundedProblemError",
     "UnsupportedOptionError",
     "objective",

@@ -25,3 +25,8 @@ class UnsupportedOptionError(ConstrainedPairsError, NotImplementedError):
 
 class UnboundedProblemError(ConstrainedPairsError, ValueError):
     """The data-join objective is unbounded below for the given radii (SPEC §2, pathology 1)."""
+
+
+class CheckpointError(ConstrainedPairsError, ValueError):
+    """A checkpoint file is corrupted, foreign, or belongs to another run; the message names the
+    file and, for a mismatch, what differs."""
