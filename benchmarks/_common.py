@@ -1,7 +1,8 @@
 """Shared benchmark plumbing: the ``--quick`` flag, timing and writing results.
 
-Every benchmark writes ``benchmarks/results/<name>.md`` and ``<name>.json`` (and plots) and prints
-its headline figure as the last line of its output.
+Every benchmark writes ``<name>.md`` and ``<name>.json`` (and plots) and prints its headline figure
+as the last line of its output. A user's run writes to ``benchmarks/out/`` (git-ignored); only
+``--record`` writes the committed figures in ``benchmarks/results/``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +19,10 @@ from typing import Any
 
 import torch
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RECORDED = Path(__file__).resolve().parent / "results"
+#: Where this run writes: the committed ``results/`` only with ``--record`` (decided from the
+#: command line at import, so scripts can name files before parsing their own arguments).
+RESULTS = RECORDED if "--record" in sys.argv[1:] else Path(__file__).resolve().parent / "out"
 
 
 def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], None] | None = None):
@@ -26,6 +31,9 @@ def parse_args(description: str, extra: Callable[[argparse.ArgumentParser], None
     parser.add_argument("--quick", action="store_true", help="small grid, finishes under 60 s")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--record", action="store_true", help="write the committed figures in benchmarks/results/"
+    )
     if extra is not None:
         extra(parser)
     return parser.parse_args()
@@ -63,7 +71,7 @@ def machine() -> dict[str, Any]:
 
 
 def write_results(name: str, markdown: str, data: dict[str, Any]) -> Path:
-    """Write ``results/<name>.md`` and ``results/<name>.json``; return the markdown path."""
+    """Write ``<name>.md`` and ``<name>.json`` under :data:`RESULTS`; return the markdown path."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{name}.json").write_text(json.dumps({"machine": machine(), **data}, indent=2))
     path = RESULTS / f"{name}.md"
