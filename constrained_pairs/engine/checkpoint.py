@@ -1,0 +1,169 @@
+"""The one checkpoint writer (SPEC §7): atomic, fingerprinted, ``weights_only``-loadable.
+
+A file holds ``{"format", "digest", "payload"}``: the payload is the ``torch.save`` bytes of the
+run's state as a uint8 tensor and the digest its SHA-256, so a truncated or bit-flipped file is
+refused instead of loaded. The state carries a fingerprint (package version, what runs, a
+checksum of the data, the options that shape the result); resuming a file whose fingerprint
+differs raises :class:`~constrained_pairs.errors.CheckpointError` naming what differs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from constrained_pairs.distributed.collectives import is_main
+from constrained_pairs.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+
+FORMAT = "constrained_pairs.checkpoint/1"
+
+
+def data_checksum(tensors: Iterable[torch.Tensor | None]) -> str:
+    """SHA-256 of the tensors' shapes, dtypes and bytes (once per run, not in a hot path)."""
+    digest = hashlib.sha256()
+    for t in tensors:
+        if t is None:
+            digest.update(b"none")
+            continue
+        t = t.detach().contiguous()
+        digest.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def describe(value: Any) -> Any:
+    """A ``weights_only``-safe, comparable description of an option value."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, torch.dtype | torch.device | Path):
+        return str(value)
+    if isinstance(value, tuple | list):
+        return [describe(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): describe(v) for k, v in value.items()}
+    if isinstance(value, torch.nn.Module):
+        state = list(value.state_dict().values())
+        return f"{type(value).__name__}:{data_checksum(state)[:16]}"
+    if isinstance(value, torch.Tensor):
+        return f"tensor:{data_checksum([value])[:16]}"
+    return f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def fingerprint(kind: str, data: Iterable[torch.Tensor | None], options: dict[str, Any]) -> dict:
+    """What identifies a run: package version, ``kind`` (e.g. ``"solve/projection/A"``), the data
+    checksum and the described options."""
+    from constrained_pairs import __version__
+
+    return {
+        "version": __version__,
+        "kind": kind,
+        "data": data_checksum(data),
+        "options": {k: describe(v) for k, v in sorted(options.items())},
+    }
+
+
+def _differences(saved: dict, expected: dict) -> list[str]:
+    found = [k for k in ("version", "kind", "data") if saved.get(k) != expected.get(k)]
+    old, new = saved.get("options", {}), expected.get("options", {})
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            found.append(f"{key} (checkpoint {old.get(key)!r}, now {new.get(key)!r})")
+    return found
+
+
+class Checkpointer:
+    """Reads and writes one run's checkpoint file.
+
+    Args:
+        path: the checkpoint file. Its folder must exist and be writable (checked here, before
+            any training time is spent).
+        fingerprint: what identifies the run (:func:`fingerprint`).
+        every: write every this many epochs; None: at epoch ends at most once per
+            ``min_interval`` seconds. The run's end is always written.
+        min_interval: see ``every``.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        fingerprint: dict[str, Any],
+        every: int | None = None,
+        min_interval: float = 60.0,
+    ) -> None:
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidTypeError(f"checkpoint must be a path, got {type(path).__name__}")
+        self.path = Path(path)
+        folder = self.path.parent
+        if self.path.is_dir():
+            raise InvalidArgumentError(f"checkpoint must be a file path, {self.path} is a folder")
+        if not folder.is_dir():
+            raise InvalidArgumentError(f"checkpoint folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise InvalidArgumentError(f"checkpoint folder {folder} is not writable")
+        self.fingerprint = fingerprint
+        self.every = every
+        self.min_interval = min_interval
+        self._last_save = time.monotonic()
+
+    def due(self, epochs_done: int) -> bool:
+        """Whether to write after ``epochs_done`` complete epochs."""
+        if self.every is not None:
+            return epochs_done % self.every == 0
+        return time.monotonic() - self._last_save >= self.min_interval
+
+    def save(self, state: dict[str, Any]) -> None:
+        """Atomically write ``state`` with the fingerprint (rank 0 only)."""
+        if not is_main():
+            return
+        buffer = io.BytesIO()
+        torch.save({"fingerprint": self.fingerprint, **state}, buffer)
+        raw = buffer.getvalue()
+        payload = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
+        outer = {"format": FORMAT, "digest": hashlib.sha256(raw).hexdigest(), "payload": payload}
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        torch.save(outer, tmp)
+        os.replace(tmp, self.path)
+        self._last_save = time.monotonic()
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, or None when the file does not exist.
+
+        Raises:
+            CheckpointError: for a corrupted, truncated or foreign file, or one whose fingerprint
+                differs from this run's (the message names what differs).
+        """
+        if not self.path.exists():
+            return None
+        try:
+            outer = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # any unreadable file is the user's file, not a crash
+            raise CheckpointError(f"checkpoint {self.path} is not readable: {exc}") from exc
+        if not isinstance(outer, dict) or outer.get("format") != FORMAT:
+            raise CheckpointError(f"checkpoint {self.path} is not a constrained_pairs checkpoint")
+        payload = outer.get("payload")
+        if not isinstance(payload, torch.Tensor) or payload.dtype != torch.uint8:
+            raise CheckpointError(f"checkpoint {self.path} has no payload")
+        raw = payload.numpy().tobytes()
+        if hashlib.sha256(raw).hexdigest() != outer.get("digest"):
+            raise CheckpointError(f"checkpoint {self.path} is corrupted (checksum mismatch)")
+        try:
+            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"checkpoint {self.path} is not readable: {exc}") from exc
+        differs = _differences(state.get("fingerprint", {}), self.fingerprint)
+        if differs:
+            raise CheckpointError(
+                f"checkpoint {self.path} belongs to another run; it differs in: "
+                + "; ".join(differs)
+            )
+        return state

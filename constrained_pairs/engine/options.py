@@ -1,0 +1,120 @@
+"""The shared training vocabulary and its checks (README, "One vocabulary").
+
+Every training entry point takes ``epochs``, ``batch_size``, ``lr``, ``backbone_lr``, ``seed``,
+``device``, ``dtype``, ``progress``, ``checkpoint``, ``checkpoint_every``, ``resume`` and
+``callback`` with the meanings below, checked here before any work.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import os
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+
+from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+
+#: Floating dtypes training supports end to end (half precision is refused up front).
+TRAINING_DTYPES = (torch.float32, torch.float64)
+
+
+def check_unknown(where: str, given: Iterable[str], valid: Iterable[str]) -> None:
+    """Raise for options not in ``valid``, listing them and suggesting the closest."""
+    valid = sorted(valid)
+    for name in given:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise InvalidArgumentError(
+                f"{where} got an unknown option {name!r}{hint} Valid options: {', '.join(valid)}"
+            )
+
+
+def check_int(name: str, value: Any, *, minimum: int = 1, optional: bool = True) -> int | None:
+    """An int >= ``minimum`` (bools refused), or None when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise InvalidArgumentError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(
+    name: str,
+    value: Any,
+    *,
+    positive: bool = False,
+    minimum: float = 0.0,
+    optional: bool = True,
+) -> float | None:
+    """A finite real >= ``minimum`` (> 0 when ``positive``), or None when ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < minimum or (positive and value <= 0):
+        need = "> 0" if positive else f">= {minimum}"
+        raise InvalidArgumentError(f"{name} must be a finite number {need}, got {value!r}")
+    return value
+
+
+def check_seed(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"seed must be an int, got {value!r}")
+    return value
+
+
+def check_device(value: Any) -> torch.device | None:
+    """A torch device that exists on this machine, or None."""
+    if value is None:
+        return None
+    try:
+        device = torch.device(value)
+    except (TypeError, RuntimeError) as exc:
+        raise InvalidArgumentError(f"device must be a torch device, got {value!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidArgumentError(f"device={value!r} was asked for, but CUDA is not available")
+    if device.type == "cuda" and device.index is not None:
+        if device.index >= torch.cuda.device_count():
+            raise InvalidArgumentError(f"device={value!r}: no such CUDA device")
+    return device
+
+
+def check_dtype(value: Any) -> torch.dtype | None:
+    """float32 or float64, or None (half precision is refused: SVDs and Cholesky lack it)."""
+    if value is None:
+        return None
+    if not isinstance(value, torch.dtype):
+        raise InvalidTypeError(f"dtype must be a torch.dtype, got {value!r}")
+    if value not in TRAINING_DTYPES:
+        raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {value}")
+    return value
+
+
+def check_callback(value: Any) -> Any:
+    if value is not None and not callable(value):
+        raise InvalidTypeError(f"callback must be callable or None, got {type(value).__name__}")
+    return value
+
+
+def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, bool):
+        raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
+def resolve_progress(progress: bool | None) -> bool:
+    """``progress=None``: a bar on a terminal, none under CI or when stderr is not a TTY."""
+    check_bool("progress", progress, optional=True)
+    if progress is not None:
+        return progress
+    return sys.stderr.isatty() and not os.environ.get("CI")
