@@ -2,7 +2,13 @@
 shared option vocabulary. ``solve()``'s first-order methods, the NCD fits and the pretraining
 loops all run on it (SPEC §7)."""
 
-from constrained_pairs.engine.checkpoint import Checkpointer, data_checksum, describe, fingerprint
+from constrained_pairs.engine.checkpoint import (
+    Checkpointer,
+    allow_in_checkpoints,
+    data_checksum,
+    describe,
+    fingerprint,
+)
 from constrained_pairs.engine.history import History, Record
 from constrained_pairs.engine.loop import LoopSettings, RunOutcome, Task, lr_factor, run
 from constrained_pairs.engine.options import (
@@ -26,6 +32,7 @@ from constrained_pairs.engine.seeding import (
 
 __all__ = [
     "Checkpointer",
+    "allow_in_checkpoints",
     "GeneratorState",
     "History",
     "LoopSettings",

@@ -24,6 +24,14 @@ from constrained_pairs.distributed.collectives import is_main
 from constrained_pairs.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
 FORMAT = "constrained_pairs.checkpoint/1"
+#: Plain types of the libraries we build on that optimizer states hold (enums); a module adds
+#: its own with :func:`allow_in_checkpoints`. Nothing else is unpickled.
+SAFE_GLOBALS: list[type] = []
+
+
+def allow_in_checkpoints(*types: type) -> None:
+    """Let ``types`` (plain enums and the like) appear in a checkpoint's state."""
+    SAFE_GLOBALS.extend(t for t in types if t not in SAFE_GLOBALS)
 
 
 def data_checksum(tensors: Iterable[torch.Tensor | None]) -> str:
@@ -157,7 +165,8 @@ class Checkpointer:
         if hashlib.sha256(raw).hexdigest() != outer.get("digest"):
             raise CheckpointError(f"checkpoint {self.path} is corrupted (checksum mismatch)")
         try:
-            state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"checkpoint {self.path} is not readable: {exc}") from exc
         differs = _differences(state.get("fingerprint", {}), self.fingerprint)

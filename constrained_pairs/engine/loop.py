@@ -214,8 +214,8 @@ def run(
     if bar is not None:
         bar.close()
     elapsed = time.perf_counter() - began
-    if checkpointer is not None:
-        save(status)
+    if checkpointer is not None:  # a callback's stop is an interruption: it stays resumable
+        save(None if "stopped_by" in extra else status)
     return RunOutcome(status, history, done, elapsed, extra)
 
 

@@ -6,11 +6,15 @@ Each method is a function ``(problem, regime, **options) -> Result`` registered 
 from __future__ import annotations
 
 import math
+import os
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from constrained_pairs._validation import check_choice
-from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+from constrained_pairs.engine import check_float
+from constrained_pairs.errors import InvalidTypeError
 from constrained_pairs.join.diagnostics import check_bounded
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
@@ -49,6 +53,14 @@ def _load_methods() -> None:
             raise
 
 
+def _regime_checkpoint(path: Any, regime: str) -> Any:
+    """``run.pt`` -> ``run.A.pt``: one checkpoint file per regime under ``regime="auto"``."""
+    if not isinstance(path, str | os.PathLike):
+        return path  # the checkpointer names the wrong type
+    path = Path(path)
+    return path.with_name(f"{path.stem}.{regime}{path.suffix}")
+
+
 def solve(
     problem: PairProblem, method: str = "exact", regime: str = "auto", **options: Any
 ) -> Result:
@@ -59,38 +71,51 @@ def solve(
         method: ``"exact"`` (CVXPY), ``"penalty"``, ``"projection"``, ``"parametrization"``,
             ``"lagrangian"`` or ``"augmented_lagrangian"``.
         regime: ``"A"``, ``"P"`` or ``"auto"`` (solve both, keep the lower objective; the other
-            regime's result is in ``result.extra["other"]``).
-        **options: method options (see each method); ``reference`` (a float or a Result) sets
-            ``result.gap``.
+            regime's result is in ``result.extra["other"]``, and ``wall_time`` covers both).
+        **options: method options (see each method; a misspelled one raises an error listing
+            the valid ones); ``reference`` (a float or a Result) sets ``result.gap``.
 
     Raises:
         UnboundedProblemError: before any solving, when the radii make Ω unbounded below.
-        NotImplementedError: for a method that is not available.
+        InvalidArgumentError: an unknown option or a value out of range (before any work).
     """
+    started = time.perf_counter()
     if not isinstance(problem, PairProblem):
         raise InvalidTypeError(f"problem must be a PairProblem, got {type(problem).__name__}")
     check_choice("method", method, METHOD_NAMES)
     check_choice("regime", regime, REGIMES)
     if not _REGISTRY:
         _load_methods()
-    if method not in _REGISTRY:
-        raise NotImplementedError(f"method={method!r} is not implemented yet")
     reference = options.pop("reference", None)
-    check_bounded(
-        problem, model=options.get("model"), distance_squash=options.get("distance_squash")
-    )
+    if reference is not None:
+        ref = reference.objective if isinstance(reference, Result) else reference
+        ref = check_float("reference", ref, minimum=-math.inf, optional=False)
     fn = _REGISTRY[method]
+    check = getattr(fn, "check_options", None)
+    if check is not None:
+        check(options)
+    model = options.get("model")
+    feature_map = options.get("feature_map")
+    if feature_map is None and problem.distance == "feature":
+        feature_map = model
+    bounded = {"model": model, "distance_squash": options.get("distance_squash")}
+    if feature_map is not None:
+        bounded["feature_map"] = feature_map
+    check_bounded(problem, **bounded)
     if regime != "auto":
         result = fn(problem, regime, **options)
     else:
-        both = {r: fn(problem, r, **options) for r in ("A", "P")}
+        both = {}
+        for r in ("A", "P"):
+            own = dict(options)
+            if own.get("checkpoint") is not None:
+                own["checkpoint"] = _regime_checkpoint(own["checkpoint"], r)
+            both[r] = fn(problem, r, **own)
         finite = [r for r in both.values() if math.isfinite(r.objective)]
         result = min(finite or both.values(), key=lambda r: r.objective)
         result.extra["other"] = both["P" if result.regime == "A" else "A"]
+        result.wall_time = time.perf_counter() - started
     if reference is not None:
-        ref = reference.objective if isinstance(reference, Result) else float(reference)
-        if not math.isfinite(ref):
-            raise InvalidArgumentError(f"reference must be finite, got {ref}")
         result.reference_objective = ref
         result.gap = (result.objective - ref) / max(1.0, abs(ref))
     return result

@@ -12,6 +12,7 @@ from constrained_pairs.join.diagnostics import Diagnostics, diagnose
 from constrained_pairs.join.objective import objective
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
+from constrained_pairs.status import Status
 
 
 def make_result(
@@ -24,7 +25,7 @@ def make_result(
     bias: torch.Tensor,
     alpha_a: torch.Tensor | float,
     alpha_p: torch.Tensor | float,
-    status: str,
+    status: Status | str,
     history: list[dict[str, Any]],
     wall_time: float,
     model: torch.nn.Module | None = None,
@@ -80,8 +81,8 @@ def make_result(
             prediction_entropy=float("nan"),
             collapsed=False,
         )
-    if not math.isfinite(value) and status in ("optimal", "converged"):
-        status = "numerical_error"
+    if not math.isfinite(value) and Status(status).ok:
+        status = Status.DIVERGED
     return Result(
         objective=value,
         theta1=theta1,
@@ -91,7 +92,7 @@ def make_result(
         alpha_p=float(alpha_p),
         regime=regime,
         method=method,
-        status=status,
+        status=Status(status),
         violations=found,
         max_violation=max(found.values()),
         history=history,

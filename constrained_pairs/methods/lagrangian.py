@@ -24,13 +24,14 @@ import cooper
 import torch
 
 from constrained_pairs._validation import check_choice
-from constrained_pairs.errors import InvalidArgumentError
-from constrained_pairs.join.pairs import PairSet
+from constrained_pairs.engine import allow_in_checkpoints, check_float
 from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.optim import ScalarAdam
-from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
+from constrained_pairs.methods.options import TrainOptions
 
 OPTIMIZERS = ("adam", "scalar_adam")
+allow_in_checkpoints(cooper.optim.torch_optimizers.nupi_optimizer.nuPIInitType)
 
 
 class JoinCMP(cooper.ConstrainedMinimizationProblem):
@@ -63,9 +64,9 @@ class JoinCMP(cooper.ConstrainedMinimizationProblem):
                 )
             setattr(self, name, cooper.Constraint(cooper.ConstraintType.INEQUALITY, **options))
 
-    def compute_cmp_state(self, pairs: PairSet | None = None) -> cooper.CMPState:
+    def compute_cmp_state(self, sample: Any = None) -> cooper.CMPState:
         point = self.method.point()
-        loss = self.method.omega(point, pairs)
+        loss = self.method.omega(point, sample)
         residuals = self.method.residuals(point)
         observed = {
             getattr(self, name): cooper.ConstraintState(violation=residuals[name].reshape(1))
@@ -73,7 +74,7 @@ class JoinCMP(cooper.ConstrainedMinimizationProblem):
         }
         return cooper.CMPState(loss=loss, observed_constraints=observed)
 
-    def compute_violations(self, pairs: PairSet | None = None) -> cooper.CMPState:
+    def compute_violations(self, sample: Any = None) -> cooper.CMPState:
         residuals = self.method.residuals(self.method.point())
         observed = {
             getattr(self, name): cooper.ConstraintState(violation=residuals[name].reshape(1))
@@ -116,10 +117,10 @@ class LagrangianMethod(FirstOrderMethod):
         optimizer: str = "scalar_adam",
     ) -> None:
         super().__init__(problem, regime, options)
-        if penalty_coefficient <= 0:
-            raise InvalidArgumentError(
-                f"penalty_coefficient must be > 0, got {penalty_coefficient}"
-            )
+        check_float("dual_lr", dual_lr, positive=True)
+        check_float("penalty_coefficient", penalty_coefficient, positive=True, optional=False)
+        check_float("dual_damping", dual_damping, optional=False)
+        check_float("alpha_init", alpha_init, optional=False)
         self.head = self.make_head(alpha_init=alpha_init)
         names = list(self.residuals(self.head.point()).keys())
         self.cmp = JoinCMP(self, names, self.augmented, penalty_coefficient)
@@ -128,7 +129,7 @@ class LagrangianMethod(FirstOrderMethod):
         # One group for the head and one for the backbone: ScalarAdam shares a scale per group.
         groups = [{"params": list(self.head.parameters())}]
         if self.primal_parameters():
-            groups.append({"params": self.primal_parameters()})
+            groups.append({"params": self.primal_parameters(), "lr": options.backbone_lr})
         if check_choice("optimizer", optimizer, OPTIMIZERS) == "adam":
             self.primal = torch.optim.Adam(groups, lr=self.lr)
         else:
@@ -154,8 +155,8 @@ class LagrangianMethod(FirstOrderMethod):
     def modules(self) -> dict[str, Any]:
         return {**super().modules(), "cmp": self.cmp}
 
-    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
-        kwargs = {"pairs": pairs}
+    def step(self, sample: Any, progress: float) -> torch.Tensor:
+        kwargs = {"sample": sample}
         if self.augmented:
             rollout = self.optimizer.roll(
                 compute_cmp_state_kwargs=kwargs, compute_violations_kwargs=kwargs

@@ -31,12 +31,14 @@ from typing import Any
 import torch
 
 from constrained_pairs._validation import check_choice
+from constrained_pairs.distributed.collectives import all_reduce_mean_
+from constrained_pairs.engine import check_float
 from constrained_pairs.errors import InvalidArgumentError
-from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.head import FactoredHead, FreeHead
 from constrained_pairs.methods.optim import ScalarAdam
-from constrained_pairs.methods.trainer import FULL_BATCH_PAIRS, FirstOrderMethod, TrainOptions
+from constrained_pairs.methods.options import FULL_BATCH_PAIRS, TrainOptions
 
 PENALTIES = ("quadratic", "l1")
 OPTIMIZERS = ("lbfgs", "adam", "scalar_adam")
@@ -105,7 +107,13 @@ class PenaltyMethod(FirstOrderMethod):
         self.head = self.make_head(
             FactoredHead if self.factored else FreeHead, alpha_init=alpha_init
         )
+        check_float("alpha_init", alpha_init, optional=False)
+        check_float("weight", weight, positive=True, optional=False)
+        check_float("max_weight", max_weight, positive=True)
         params = [*self.head.parameters(), *self.primal_parameters()]
+        groups = [{"params": list(self.head.parameters())}]
+        if self.primal_parameters():
+            groups.append({"params": self.primal_parameters(), "lr": options.backbone_lr})
         if self.staged:
             self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
                 params,
@@ -119,9 +127,9 @@ class PenaltyMethod(FirstOrderMethod):
             )
             self.optimizer.param_groups[0]["stage"] = -1
         elif self.optimizer_name == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=self.lr)
+            self.optimizer = torch.optim.Adam(groups, lr=self.lr)
         else:
-            self.optimizer = ScalarAdam(params, lr=self.lr)
+            self.optimizer = ScalarAdam(groups, lr=self.lr)
 
     @property
     def stages(self) -> int:
@@ -142,10 +150,10 @@ class PenaltyMethod(FirstOrderMethod):
             return self.weight * (self.max_weight / self.weight) ** progress
         return min(self.weight * 10.0 ** self.stage_at(progress), self.max_weight)
 
-    def penalised(self, pairs: PairSet | None, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def penalised(self, sample: Any, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(Ω + ρ Σ pen(g), Ω) at the current point."""
         point = self.point()
-        value = self.omega(point, pairs)
+        value = self.omega(point, sample)
         residuals = self.residuals(point)
         if self.factored:
             residuals["theta1_norm"] = self.head.nuclear_bound() - point.alpha_a - point.alpha_p
@@ -153,11 +161,11 @@ class PenaltyMethod(FirstOrderMethod):
         penalty = excess.square().sum() if self.penalty == "quadratic" else excess.sum()
         return value + weight * penalty, value
 
-    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
+    def step(self, sample: Any, progress: float) -> torch.Tensor:
         weight = self.weight_at(progress)
         if not self.staged:
             self.optimizer.zero_grad(set_to_none=True)
-            total, value = self.penalised(pairs, weight)
+            total, value = self.penalised(sample, weight)
             total.backward()
             self.optimizer.step()
             return value.detach()
@@ -170,21 +178,28 @@ class PenaltyMethod(FirstOrderMethod):
 
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad(set_to_none=True)
-            total, value = self.penalised(pairs, weight)
+            total, value = self.penalised(sample, weight)
             total.backward()
+            # Every rank must see the same loss and gradient for its line search (SPEC §6).
+            self.reduce_gradients([p for g in self.optimizer.param_groups for p in g["params"]])
+            total = total.detach().clone()
+            all_reduce_mean_([total])
             values.append(value.detach())
             return total
 
         self.optimizer.step(closure)
         return values[0]
 
-    def status(self, status: str) -> str:
-        if self.distance_squash is not None:
-            return f"{status} (sigmoid-squashed distance: a different problem)"
-        return status
+    def gradient_optimizers(self) -> list[torch.optim.Optimizer]:
+        # L-BFGS evaluates its closure inside step(): the closure averages instead.
+        return [] if self.staged else [self.optimizer]
 
     def extra(self) -> dict[str, Any]:
+        note = {}
+        if self.distance_squash is not None:
+            note["note"] = "sigmoid-squashed distance: a different problem"
         return {
+            **note,
             "penalty": self.penalty,
             "final_weight": self.weight_at(1 - 1e-12),
             "optimizer": self.optimizer_name,

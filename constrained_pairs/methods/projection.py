@@ -12,11 +12,12 @@ from typing import Any
 
 import torch
 
-from constrained_pairs.join.pairs import PairSet
+from constrained_pairs.engine import check_float
 from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.optim import ScalarAdam
+from constrained_pairs.methods.options import TrainOptions
 from constrained_pairs.methods.projections import PROJECTABLE_NORMS, project
-from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
 
 
 class ProjectionMethod(FirstOrderMethod):
@@ -38,24 +39,24 @@ class ProjectionMethod(FirstOrderMethod):
         self, problem: PairProblem, regime: str, options: TrainOptions, alpha_init: float = 1.0
     ) -> None:
         super().__init__(problem, regime, options)
+        check_float("alpha_init", alpha_init, optional=False)
         self.head = self.make_head(alpha_init=alpha_init)
         self.optimizer = ScalarAdam(self.head.parameters(), lr=self.lr)
-        backbone = self.primal_parameters()
-        self.backbone_optimizer = torch.optim.Adam(backbone, lr=self.lr) if backbone else None
+        self.backbone = self.backbone_optimizer()
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
-        return [o for o in (self.optimizer, self.backbone_optimizer) if o is not None]
+        return [o for o in (self.optimizer, self.backbone) if o is not None]
 
     def modules(self) -> dict[str, Any]:
         found = {"head": self.head, "optimizer": self.optimizer}
         if self.model is not None:
-            found.update(model=self.model, backbone_optimizer=self.backbone_optimizer)
+            found.update(model=self.model, backbone_optimizer=self.backbone)
         return found
 
-    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
+    def step(self, sample: Any, progress: float) -> torch.Tensor:
         for opt in self.optimizers():
             opt.zero_grad(set_to_none=True)
-        value = self.omega(self.point(), pairs)
+        value = self.omega(self.point(), sample)
         value.backward()
         for opt in self.optimizers():
             opt.step()

@@ -1,0 +1,199 @@
+"""What a first-order method of SPEC §2 is: its variables, its optimizers and one update.
+
+The loop around it (blocks of samples, schedule, stopping, checkpoints) is
+:mod:`~constrained_pairs.methods.training` on the shared engine.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from constrained_pairs.distributed.collectives import all_reduce_mean_, is_distributed
+from constrained_pairs.errors import UnsupportedOptionError
+from constrained_pairs.join.constraints import constraint_residuals, theta1_norm
+from constrained_pairs.join.objective import features, objective
+from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.methods.head import FreeHead, Point
+from constrained_pairs.methods.options import TrainOptions
+
+
+class FirstOrderMethod(abc.ABC):
+    """One first-order method: its variables, optimizers and update.
+
+    Subclasses set ``name``, ``default_lr``, ``default_iterations``, ``default_final_lr_ratio``
+    and ``norms`` (the θ₁ norms they honour), and implement :meth:`step`.
+
+    Args:
+        problem: the data-join problem (already on the training device and dtype).
+        regime: ``"A"`` or ``"P"``.
+        options: the common options (``options.model`` is the method's own copy).
+    """
+
+    name: ClassVar[str]
+    default_lr: ClassVar[float] = 0.05
+    default_iterations: ClassVar[int] = 2000
+    default_final_lr_ratio: ClassVar[float] = 1e-3
+    norms: ClassVar[tuple[str, ...]] = ("nuclear", "frobenius", "spectral", "lipschitz")
+
+    def __init__(self, problem: PairProblem, regime: str, options: TrainOptions) -> None:
+        if problem.norm not in self.norms:
+            raise UnsupportedOptionError(
+                f"method={self.name!r} cannot honour norm={problem.norm!r}; "
+                f"it supports norm in {self.norms}"
+            )
+        self.problem, self.regime, self.options = problem, regime, options
+        self.model = options.model
+        self.feature_map = options.feature_map
+        self.lr = options.lr if options.lr is not None else self.default_lr
+        self.distance_squash: str | None = None
+        #: L_φ of SPEC §2 "Deep backbones": the constraint is L_φ‖θ₁‖ <= α_A + α_P.
+        self.lipschitz = 1.0
+        with torch.no_grad():
+            self.num_features = features(self.model, problem.x_p[:1]).shape[1]
+        self.aux_dim = problem.aux_a.shape[1] if problem.has_aux else None
+
+    # -- what a method implements ----------------------------------------------------------------
+    @abc.abstractmethod
+    def step(self, sample: Any, progress: float) -> torch.Tensor:
+        """One update on a block of samples (None: all pairs) at ``progress`` = iteration /
+        total in [0, 1); returns the detached objective at the point before the update."""
+
+    def point(self) -> Point:
+        """The current (θ₁, θ₂, b, α_A, α_P), read from the method's ``head``."""
+        return self.head.point()
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers whose learning rate follows the schedule."""
+        return [self.optimizer]
+
+    def gradient_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The torch optimizers whose gradients are averaged across ranks before each step."""
+        return self.optimizers()
+
+    def modules(self) -> dict[str, Any]:
+        """Everything with a ``state_dict`` to checkpoint (modules, optimizers, cooper CMPs)."""
+        found: dict[str, Any] = {"head": self.head, "optimizer": self.optimizer}
+        if self.model is not None:
+            found["model"] = self.model
+        return found
+
+    def finish(self) -> None:  # noqa: B027 - optional hook
+        """Called once after the last iteration (e.g. a final feasibility step)."""
+
+    def extra(self) -> dict[str, Any]:
+        """Method-specific details for ``Result.extra``."""
+        return {}
+
+    # -- shared helpers --------------------------------------------------------------------------
+    def make_head(self, head_cls: type[nn.Module] = FreeHead, **options: Any) -> nn.Module:
+        """A ``head_cls`` sized for the problem (C, feature size, aux size), on its device and
+        dtype; ``options`` are the head's own keyword arguments."""
+        return head_cls(
+            self.problem.num_classes,
+            self.num_features,
+            self.aux_dim,
+            dtype=self.problem.dtype,
+            device=self.problem.device,
+            **options,
+        )
+
+    def primal_parameters(self) -> list[nn.Parameter]:
+        return list(self.model.parameters()) if self.model is not None else []
+
+    def backbone_optimizer(self) -> torch.optim.Optimizer | None:
+        """AdamW on the backbone at ``backbone_lr`` (None for the linear head)."""
+        params = self.primal_parameters()
+        if not params:
+            return None
+        return torch.optim.AdamW(
+            params, lr=self.options.backbone_lr, weight_decay=self.options.weight_decay
+        )
+
+    def omega(self, point: Point, sample: Any) -> torch.Tensor:
+        """Ω at ``point`` (estimated on a block of samples when given)."""
+        extra = {}
+        if sample is not None:
+            extra["block"] = sample
+        if self.feature_map is not None:
+            extra["feature_map"] = self.feature_map
+        return objective(
+            self.problem,
+            theta1=point.theta1,
+            theta2=point.theta2,
+            bias=point.bias,
+            alpha_a=point.alpha_a,
+            alpha_p=point.alpha_p,
+            regime=self.regime,
+            model=self.model,
+            distance_squash=self.distance_squash,
+            **extra,
+        )
+
+    def residuals(self, point: Point) -> dict[str, torch.Tensor]:
+        """Every constraint residual g <= 0 at ``point``."""
+        extra = {} if self.lipschitz == 1.0 else {"lipschitz": self.lipschitz}
+        return constraint_residuals(
+            self.problem,
+            theta1=point.theta1,
+            theta2=point.theta2,
+            alpha_a=point.alpha_a,
+            alpha_p=point.alpha_p,
+            regime=self.regime,
+            **extra,
+        )
+
+    def max_violation(self) -> torch.Tensor:
+        """The largest constraint violation (inf at a non-finite point, which has no SVD)."""
+        with torch.no_grad():
+            point = self.point()
+            if not bool(torch.isfinite(point.theta1).all()):
+                return torch.tensor(float("inf"))
+            values = torch.stack(list(self.residuals(point).values()))
+        return values.max().clamp_min(0)
+
+    def reduce_gradients(self, params: list[torch.Tensor]) -> None:
+        """Average the gradients of ``params`` across ranks (one flattened all_reduce)."""
+        if is_distributed():
+            all_reduce_mean_([p.grad for p in params if p.grad is not None])
+
+    def register_gradient_hooks(self) -> None:
+        """Average gradients across ranks before every step of the gradient optimizers."""
+        if not is_distributed():
+            return
+        for optimizer in self.gradient_optimizers():
+
+            def hook(opt, args, kwargs):
+                self.reduce_gradients([p for g in opt.param_groups for p in g["params"]])
+
+            optimizer.register_step_pre_hook(hook)
+
+    @torch.no_grad()
+    def restore_feasibility_(self) -> None:
+        """Raise the head's α_A, α_P to the smallest values feasible for the current θ.
+
+        Regime A (α_A <= α_P): α_A' = max(α_A, 0, ‖θ₂‖/κ_A), α_P' = max(α_P, α_A', L‖θ₁‖_* − α_A').
+        Regime P (α_P <= α_A): α_P' = max(α_P, 0), α_A' = max(α_A, α_P', ‖θ₂‖/κ_A, L‖θ₁‖_* − α_P').
+        With κ_A = 0 a nonzero θ₂ cannot be repaired through α and stays reported.
+        """
+        head = self.head
+        if not isinstance(head, FreeHead):
+            return
+        point = head.point()
+        norm1 = self.lipschitz * theta1_norm(point.theta1, self.problem.norm)
+        zero = torch.zeros_like(norm1)
+        theta2_floor = zero
+        if point.theta2 is not None and self.problem.kappa_a > 0:
+            theta2_floor = point.theta2.norm() / self.problem.kappa_a
+        alpha_a, alpha_p = point.alpha_a, point.alpha_p
+        if self.regime == "A":
+            new_a = torch.stack([alpha_a, zero, theta2_floor]).max()
+            new_p = torch.stack([alpha_p, new_a, norm1 - new_a]).max()
+        else:
+            new_p = torch.stack([alpha_p, zero]).max()
+            new_a = torch.stack([alpha_a, new_p, theta2_floor, norm1 - new_p]).max()
+        head.alpha_a.copy_(new_a)
+        head.alpha_p.copy_(new_p)

@@ -1,0 +1,266 @@
+"""The loop of every first-order method: a :class:`~constrained_pairs.engine.Task` around a
+:class:`~constrained_pairs.methods.base.FirstOrderMethod`, run by the shared engine.
+
+It owns what is not the method's: copies of the caller's modules, device and dtype, blocks of
+samples, the learning-rate schedule, the distributed shard, checkpoints, and the result.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from typing import Any
+
+import torch
+
+from constrained_pairs.distributed.collectives import is_distributed, rank, world_size
+from constrained_pairs.engine import (
+    Checkpointer,
+    GeneratorState,
+    LoopSettings,
+    Task,
+    fingerprint,
+    lr_factor,
+    make_generator,
+    resolve_progress,
+    run,
+    scoped_seed,
+)
+from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.join.result import Result
+from constrained_pairs.methods.base import FirstOrderMethod
+from constrained_pairs.methods.common import make_result
+from constrained_pairs.methods.options import (
+    DEFAULT_BLOCK,
+    FULL_BATCH_PAIRS,
+    RESULT_FIELDS,
+    TrainOptions,
+    split_options,
+)
+from constrained_pairs.status import Status
+
+
+def block_sizes(problem: PairProblem, settings: TrainOptions) -> tuple[int, int] | None:
+    """(b_A, b_P) of a block of samples, or None for full batch."""
+    batch = settings.batch_size
+    if batch is None:
+        if problem.pairs.size <= FULL_BATCH_PAIRS:
+            return None
+        batch = DEFAULT_BLOCK
+    b_a, b_p = batch if isinstance(batch, tuple) else (batch, batch)
+    return min(b_a, problem.n_a), min(b_p, problem.n_p)
+
+
+class MethodTask(Task):
+    """One method's run as the engine sees it.
+
+    Args:
+        method: the method, built on the training problem.
+        total: iterations of the run.
+        blocks: (b_A, b_P), or None for full batch.
+        generator: draws the blocks (seeded per rank).
+        final_lr_ratio: last learning rate as a fraction of the first.
+    """
+
+    def __init__(
+        self,
+        method: FirstOrderMethod,
+        total: int,
+        blocks: tuple[int, int] | None,
+        generator: torch.Generator,
+        final_lr_ratio: float,
+    ) -> None:
+        self.method, self.total, self.blocks = method, total, blocks
+        self.generator, self.final_lr_ratio = generator, final_lr_ratio
+        self.shard = self._shard() if blocks is None and is_distributed() else None
+        self._factor = 1.0
+        for opt in method.optimizers():
+            for group in opt.param_groups:
+                group.setdefault("base_lr", group["lr"])
+        method.register_gradient_hooks()
+
+    def _shard(self):
+        """This rank's rows of A with every row of P, weighted so the ranks' mean is Σ_M."""
+        from constrained_pairs.join.blocks import shard_block
+
+        problem = self.method.problem
+        return shard_block(problem.pairs, rank(), world_size())
+
+    def stateful(self) -> dict[str, Any]:
+        return {**self.method.modules(), "generator": GeneratorState(self.generator)}
+
+    def finite(self) -> bool:
+        # The point, not only the stored parameters: a parametrization can map finite ones to NaN.
+        with torch.no_grad():
+            point = self.method.point()
+            tensors = [point.theta1, point.bias, point.alpha_a, point.alpha_p, point.theta2]
+        return super().finite() and all(
+            bool(torch.isfinite(t).all()) for t in tensors if t is not None
+        )
+
+    def lr(self) -> float:
+        return self.method.lr * self._factor
+
+    def sample(self):
+        if self.blocks is None:
+            return self.shard
+        from constrained_pairs.join.blocks import sample_block
+
+        return sample_block(self.method.problem.pairs, *self.blocks, self.generator)
+
+    def step(self, iteration: int, epoch: int, log: bool) -> dict[str, Any]:
+        self._factor = lr_factor(iteration, self.total, self.final_lr_ratio)
+        for opt in self.method.optimizers():
+            for group in opt.param_groups:
+                group["lr"] = group["base_lr"] * self._factor
+        sample = self.sample()
+        # step() returns Ω at the point it starts from: log the violation of that same point.
+        violation = self.method.max_violation() if log else None
+        try:
+            value = self.method.step(sample, iteration / self.total)
+        except torch.linalg.LinAlgError:
+            if self.finite():
+                raise
+            value = torch.tensor(float("nan"))  # an SVD of a non-finite iterate: diverged
+        if log and not bool(torch.isfinite(violation)):
+            value = torch.tensor(float("nan"))
+        values: dict[str, Any] = {"objective": value}
+        if log:
+            values["max_violation"] = violation
+        return values
+
+
+def _checkpointer(method_cls, problem, regime, settings, own) -> Checkpointer | None:
+    if settings.checkpoint is None:
+        return None
+    options = {name: getattr(settings, name) for name in RESULT_FIELDS}
+    options.update(own)
+    options.update({f"problem.{k}": v for k, v in problem.options().items() if k != "pairs"})
+    pairs = problem.pairs
+    data = [problem.x_a, problem.x_p, problem.y_p, problem.aux_a, pairs.index_a, pairs.index_p]
+    kind = f"solve/{method_cls.name}/{regime}"
+    return Checkpointer(
+        settings.checkpoint, fingerprint(kind, data, options), settings.checkpoint_every
+    )
+
+
+def train(
+    method_cls: type[FirstOrderMethod], problem: PairProblem, regime: str, **options: Any
+) -> Result:
+    """Run ``method_cls`` on ``problem`` in ``regime`` with the shared loop.
+
+    Args:
+        method_cls: the method.
+        problem: the data-join problem.
+        regime: ``"A"`` or ``"P"``.
+        **options: :class:`~constrained_pairs.methods.options.TrainOptions` fields and the
+            method's own keyword options (checked before any work).
+    """
+    settings, own = split_options(method_cls, options)
+    before = torch.get_num_threads()
+    if settings.threads is not None:
+        torch.set_num_threads(settings.threads)
+    try:
+        with scoped_seed(settings.seed):
+            return _train(method_cls, problem, regime, settings, own)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(
+    method_cls: type[FirstOrderMethod],
+    problem: PairProblem,
+    regime: str,
+    settings: TrainOptions,
+    own: dict[str, Any],
+) -> Result:
+    device = settings.device if settings.device is not None else problem.device
+    dtype = settings.dtype or problem.dtype
+    problem = problem.to(device, dtype)
+    checkpointer = _checkpointer(method_cls, problem, regime, settings, own)
+    if (
+        problem.distance == "feature"
+        and settings.model is not None
+        and settings.feature_map is None
+    ):
+        settings.feature_map = settings.model  # frozen as given (SPEC §2 "Deep backbones")
+    for name in ("model", "feature_map"):  # the caller's modules are never trained in place
+        module = getattr(settings, name)
+        if module is not None:
+            module = copy.deepcopy(module).to(device=device, dtype=dtype)
+            setattr(settings, name, module)
+    if settings.feature_map is not None:
+        settings.feature_map.requires_grad_(False).eval()
+    method = method_cls(problem, regime, settings, **own)
+
+    blocks = block_sizes(problem, settings)
+    per_epoch = 1
+    if blocks is not None:
+        per_epoch = max(1, math.ceil(max(problem.n_a / blocks[0], problem.n_p / blocks[1])))
+    if settings.max_iter is not None:
+        total = settings.max_iter
+    elif settings.epochs is not None:
+        total = settings.epochs * per_epoch
+    else:
+        total = method.default_iterations
+    final = (
+        settings.final_lr_ratio
+        if settings.final_lr_ratio is not None
+        else method.default_final_lr_ratio
+    )
+    generator = make_generator(settings.seed + 7919 * rank())
+    task = MethodTask(method, total, blocks, generator, final)
+    loop = LoopSettings(
+        monitor="objective",
+        log_every=settings.log_every,
+        tol=settings.tol,
+        patience=settings.patience,
+        feasibility=("max_violation",),
+        progress=resolve_progress(settings.progress),
+        callback=settings.callback,
+    )
+    outcome = run(
+        task,
+        total=total,
+        per_epoch=per_epoch,
+        settings=loop,
+        checkpointer=checkpointer,
+        resume=settings.resume,
+        desc=f"{method.name} ({regime})",
+    )
+    if outcome.status != Status.DIVERGED:
+        method.finish()
+    restored: dict[str, float] = {}
+    if settings.restore_feasibility and outcome.status != Status.DIVERGED:
+        restored["violation_before_restore"] = float(method.max_violation())
+        method.restore_feasibility_()
+    point = method.point().detach()
+    result = make_result(
+        problem,
+        method=method.name,
+        regime=regime,
+        theta1=point.theta1,
+        theta2=point.theta2,
+        bias=point.bias,
+        alpha_a=point.alpha_a,
+        alpha_p=point.alpha_p,
+        status=outcome.status,
+        history=outcome.history,
+        wall_time=outcome.elapsed,
+        model=method.model,
+        extra={
+            "iterations": outcome.iterations,
+            "batch_size": blocks,
+            **outcome.extra,
+            **restored,
+            **method.extra(),
+        },
+    )
+    if not math.isfinite(result.objective):
+        warnings.warn(
+            f"method={method.name!r} ended with a non-finite objective ({result.status})",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return result

@@ -1,0 +1,151 @@
+"""solve()'s reliability contract (SPEC §7): options checked before any work, the caller's
+modules and RNG untouched, divergence as a status, checkpoints that resume only their own run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import constrained_pairs as cp
+from constrained_pairs.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
+from constrained_pairs.join.objective import objective
+from constrained_pairs.join.problem import PairProblem
+
+
+@pytest.fixture(scope="module")
+def aux_problem(split):
+    d_bar = PairProblem(split.x_a, split.x_p, split.y_p, None, r_a=1.0, r_p=1.0).mean_distance
+    return PairProblem(
+        split.x_a, split.x_p, split.y_p, split.aux_a, r_a=0.6 * d_bar, r_p=0.6 * d_bar
+    )
+
+
+@pytest.fixture(scope="module")
+def split():
+    from constrained_pairs.data import digits_join
+
+    return digits_join(n_a=30, n_p=60, n_test=200)
+
+
+def _mlp(dropout: float = 0.0) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(32, 16), torch.nn.Tanh(), torch.nn.Dropout(dropout)
+    ).double()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"max_iters": 5}, InvalidArgumentError, "did you mean 'max_iter'"),
+        ({"lr": float("nan")}, InvalidArgumentError, "lr"),
+        ({"lr": float("inf")}, InvalidArgumentError, "lr"),
+        ({"lr": -1.0}, InvalidArgumentError, "lr"),
+        ({"seed": "abc"}, InvalidTypeError, "seed"),
+        ({"callback": 3}, InvalidTypeError, "callback"),
+        ({"dtype": torch.int64}, InvalidArgumentError, "dtype"),
+        ({"dtype": torch.float16}, InvalidArgumentError, "dtype"),
+        ({"batch_size": (4, 0)}, InvalidArgumentError, "batch_size"),
+        ({"dual_lr": float("nan")}, InvalidArgumentError, "dual_lr"),
+        ({"alpha_init": float("nan")}, InvalidArgumentError, "alpha_init"),
+        ({"checkpoint": "/no/such/folder/run.pt"}, InvalidArgumentError, "does not exist"),
+        ({"resume": True}, InvalidArgumentError, "checkpoint"),
+    ],
+)
+def test_bad_options_are_refused_before_any_work(aux_problem, options, error, match):
+    with pytest.raises(error, match=match):
+        cp.solve(aux_problem, "lagrangian", regime="A", max_iter=5, **options)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error without CUDA")
+def test_cuda_without_cuda_is_a_clear_error(aux_problem):
+    with pytest.raises(InvalidArgumentError, match="CUDA is not available"):
+        cp.solve(aux_problem, "projection", regime="A", device="cuda", max_iter=2)
+
+
+def test_callers_model_and_rng_are_untouched_and_results_match_their_models(aux_problem):
+    model = _mlp()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    torch.manual_seed(11)
+    expected = torch.rand(4)
+    torch.manual_seed(11)
+    result = cp.solve(aux_problem, "projection", regime="auto", model=model, max_iter=40)
+    assert torch.equal(torch.rand(4), expected)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    other = result.extra["other"]
+    assert result.model is not other.model and result.model is not model
+    for res in (result, other):
+        value = objective(
+            aux_problem,
+            theta1=res.theta1,
+            theta2=res.theta2,
+            bias=res.bias,
+            alpha_a=res.alpha_a,
+            alpha_p=res.alpha_p,
+            regime=res.regime,
+            model=res.model,
+        )
+        assert float(value.detach()) == pytest.approx(res.objective, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [("penalty", {"optimizer": "adam"}), ("lagrangian", {}), ("parametrization", {})],
+)
+def test_a_huge_learning_rate_ends_as_diverged_with_a_finite_point(aux_problem, method, options):
+    result = cp.solve(
+        aux_problem, method, regime="A", lr=1e300, max_iter=50, log_every=1, **options
+    )
+    assert result.status == cp.Status.DIVERGED
+    assert torch.isfinite(result.theta1).all() and math.isfinite(result.objective)
+    assert all(math.isfinite(v) for v in result.history.objective)
+
+
+def test_auto_regime_keeps_one_checkpoint_per_regime(aux_problem, tmp_path):
+    path = tmp_path / "run.pt"
+    kw = {"regime": "auto", "max_iter": 60, "checkpoint": path, "checkpoint_every": 20}
+    first = cp.solve(aux_problem, "projection", **kw)
+    assert (tmp_path / "run.A.pt").exists() and (tmp_path / "run.P.pt").exists()
+    again = cp.solve(aux_problem, "projection", resume=True, **kw)
+    assert again.regime == first.regime and again.objective == first.objective
+    assert again.extra["other"].objective == first.extra["other"].objective
+    with pytest.raises(CheckpointError, match="max_iter"):
+        cp.solve(aux_problem, "projection", resume=True, **{**kw, "max_iter": 30})
+    with pytest.raises(CheckpointError, match="r_a"):
+        cp.solve(aux_problem.replace(r_a=aux_problem.r_a * 1.1), "projection", resume=True, **kw)
+    with pytest.raises(CheckpointError, match="kind"):
+        cp.solve(aux_problem, "augmented_lagrangian", resume=True, **kw)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("method", "options"),
+    [
+        ("projection", {"model": "dropout", "max_iter": 60}),
+        ("lagrangian", {"tol": 1e-3, "patience": 20, "max_iter": 400}),
+    ],
+)
+def test_an_interrupted_run_resumes_bitwise(aux_problem, tmp_path, method, options):
+    options = dict(options)
+    if options.get("model") == "dropout":
+        options["model"] = _mlp(dropout=0.2)
+    path = tmp_path / "run.pt"
+    full = cp.solve(aux_problem, method, regime="A", **options)
+
+    def interrupt(record):
+        if record.iteration >= 29:
+            raise _Interrupt
+
+    kw = {"regime": "A", "checkpoint": path, "checkpoint_every": 10, **options}
+    with pytest.raises(_Interrupt):
+        cp.solve(aux_problem, method, callback=interrupt, **kw)
+    resumed = cp.solve(aux_problem, method, resume=True, **kw)
+    assert resumed.status == full.status
+    assert resumed.history.objective == full.history.objective
+    assert torch.equal(resumed.theta1, full.theta1)
