@@ -39,6 +39,7 @@ test-all: install-dev
 
 lint: install-dev
 	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 bench: install
 	for b in benchmarks/[a-z]*.py; do $(PY) $$b --quick || exit 1; done

@@ -9,7 +9,8 @@ One-line entry points::
 Sub-packages (imported on first use): ``join`` (the data-join objective), ``methods`` (the
 solvers behind :func:`solve`), ``qp`` (differentiable QP layer), ``mmcl`` (max-margin
 contrastive learning), ``losses``, ``activations``, ``ncd`` (novel class discovery),
-``metrics`` and ``data``.
+``metrics``, ``data``, ``backbones`` (certified Lipschitz networks), ``engine`` (the one
+training loop) and ``distributed`` (data parallelism on ``torch.distributed``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "activations",
+    "backbones",
+    "distributed",
+    "engine",
     "data",
     "join",
     "losses",

@@ -5,25 +5,47 @@ All of them read the default process group of ``torch.distributed``: nothing her
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+_LOCAL: ContextVar[bool] = ContextVar("constrained_pairs_local", default=False)
+
 
 def is_distributed() -> bool:
-    """Whether a default process group is initialised (and has more than one rank)."""
+    """Whether a default process group is initialised (and has more than one rank), outside a
+    :func:`local` block."""
+    if _LOCAL.get():
+        return False
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+@contextmanager
+def local() -> Iterator[None]:
+    """Within the block every rank works alone (``distributed=False`` of the entry points)."""
+    token = _LOCAL.set(True)
+    try:
+        yield
+    finally:
+        _LOCAL.reset(token)
+
+
 def rank() -> int:
-    """This process's rank (0 without a process group)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+    """This process's rank (0 without a process group or in a :func:`local` block)."""
+    if _LOCAL.get() or not (dist.is_available() and dist.is_initialized()):
+        return 0
+    return dist.get_rank()
 
 
 def world_size() -> int:
-    """Number of ranks (1 without a process group)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    """Number of ranks (1 without a process group or in a :func:`local` block)."""
+    if _LOCAL.get() or not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size()
 
 
 def is_main() -> bool:
@@ -78,6 +100,7 @@ __all__ = [
     "broadcast_object",
     "is_distributed",
     "is_main",
+    "local",
     "rank",
     "world_size",
 ]

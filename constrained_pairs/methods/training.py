@@ -7,6 +7,7 @@ samples, the learning-rate schedule, the distributed shard, checkpoints, and the
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import warnings
@@ -14,7 +15,15 @@ from typing import Any
 
 import torch
 
-from constrained_pairs.distributed.collectives import is_distributed, rank, world_size
+from constrained_pairs.distributed import (
+    check_same_data,
+    check_world_size,
+    is_distributed,
+    rank_generator,
+    shard_indices,
+    world_size,
+)
+from constrained_pairs.distributed.collectives import local
 from constrained_pairs.engine import (
     Checkpointer,
     GeneratorState,
@@ -22,11 +31,12 @@ from constrained_pairs.engine import (
     Task,
     fingerprint,
     lr_factor,
-    make_generator,
     resolve_progress,
     run,
     scoped_seed,
 )
+from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs.join.blocks import Block, block_of, sample_block
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
 from constrained_pairs.methods.base import FirstOrderMethod
@@ -80,12 +90,13 @@ class MethodTask(Task):
                 group.setdefault("base_lr", group["lr"])
         method.register_gradient_hooks()
 
-    def _shard(self):
-        """This rank's rows of A with every row of P, weighted so the ranks' mean is Σ_M."""
-        from constrained_pairs.join.blocks import shard_block
-
-        problem = self.method.problem
-        return shard_block(problem.pairs, rank(), world_size())
+    def _shard(self) -> Block:
+        """This rank's rows of A (strided) with every row of P, weighted by the world size so
+        that the ranks' mean is the full sum over M (SPEC §6)."""
+        pairs = self.method.problem.pairs
+        block = block_of(pairs, shard_indices(pairs.n_a), torch.arange(pairs.n_p))
+        block.weight = float(world_size())
+        return block
 
     def stateful(self) -> dict[str, Any]:
         return {**self.method.modules(), "generator": GeneratorState(self.generator)}
@@ -102,11 +113,9 @@ class MethodTask(Task):
     def lr(self) -> float:
         return self.method.lr * self._factor
 
-    def sample(self):
+    def sample(self) -> Block | None:
         if self.blocks is None:
             return self.shard
-        from constrained_pairs.join.blocks import sample_block
-
         return sample_block(self.method.problem.pairs, *self.blocks, self.generator)
 
     def step(self, iteration: int, epoch: int, log: bool) -> dict[str, Any]:
@@ -161,8 +170,14 @@ def train(
     before = torch.get_num_threads()
     if settings.threads is not None:
         torch.set_num_threads(settings.threads)
+    if settings.distributed and not torch.distributed.is_initialized():
+        raise InvalidArgumentError(
+            "distributed=True needs an initialised process group: launch the script with "
+            "torchrun (and init_from_env()) or run it through constrained_pairs.distributed.launch"
+        )
+    alone = local() if settings.distributed is False else contextlib.nullcontext()
     try:
-        with scoped_seed(settings.seed):
+        with scoped_seed(settings.seed), alone:
             return _train(method_cls, problem, regime, settings, own)
     finally:
         torch.set_num_threads(before)
@@ -209,7 +224,12 @@ def _train(
         if settings.final_lr_ratio is not None
         else method.default_final_lr_ratio
     )
-    generator = make_generator(settings.seed + 7919 * rank())
+    if is_distributed():
+        pairs = problem.pairs
+        data = [problem.x_a, problem.x_p, problem.y_p, problem.aux_a, pairs.index_a, pairs.index_p]
+        check_same_data("problem", [t for t in data if t is not None])
+        check_world_size(problem.n_a, "rows of x_a")
+    generator = rank_generator(settings.seed)  # each rank draws its own blocks
     task = MethodTask(method, total, blocks, generator, final)
     loop = LoopSettings(
         monitor="objective",
