@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from constrained_pairs.backbones import lipschitz_bound
 from constrained_pairs.distributed.collectives import all_reduce_mean_, is_distributed
 from constrained_pairs.errors import UnsupportedOptionError
-from constrained_pairs.join.constraints import constraint_residuals, theta1_norm
+from constrained_pairs.join.constraints import constraint_residuals, restore_feasibility
 from constrained_pairs.join.objective import features, objective
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.methods.head import FreeHead, Point
@@ -50,8 +51,16 @@ class FirstOrderMethod(abc.ABC):
         self.feature_map = options.feature_map
         self.lr = options.lr if options.lr is not None else self.default_lr
         self.distance_squash: str | None = None
-        #: L_φ of SPEC §2 "Deep backbones": the constraint is L_φ‖θ₁‖ <= α_A + α_P.
-        self.lipschitz = 1.0
+        #: L_φ of SPEC §2 "Deep backbones": the constraint is L_φ‖θ₁‖ <= α_A + α_P. A backbone
+        #: ``lipschitz_bound`` cannot bound keeps L_φ = 1 and no certificate
+        #: (``Result.extra["lipschitz_certified"]``).
+        self.lipschitz, self.certified = 1.0, False
+        if self.model is not None:
+            try:
+                self.lipschitz = lipschitz_bound(self.model, problem.x_p.shape[1:])
+                self.certified = True
+            except UnsupportedOptionError:
+                pass
         with torch.no_grad():
             self.num_features = features(self.model, problem.x_p[:1]).shape[1]
         self.aux_dim = problem.aux_a.shape[1] if problem.has_aux else None
@@ -120,22 +129,22 @@ class FirstOrderMethod(abc.ABC):
             extra["block"] = sample
         if self.feature_map is not None:
             extra["feature_map"] = self.feature_map
-        return objective(
-            self.problem,
-            theta1=point.theta1,
-            theta2=point.theta2,
-            bias=point.bias,
-            alpha_a=point.alpha_a,
-            alpha_p=point.alpha_p,
-            regime=self.regime,
-            model=self.model,
-            distance_squash=self.distance_squash,
-            **extra,
-        )
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.options.amp):
+            return objective(
+                self.problem,
+                theta1=point.theta1,
+                theta2=point.theta2,
+                bias=point.bias,
+                alpha_a=point.alpha_a,
+                alpha_p=point.alpha_p,
+                regime=self.regime,
+                model=self.model,
+                distance_squash=self.distance_squash,
+                **extra,
+            )
 
     def residuals(self, point: Point) -> dict[str, torch.Tensor]:
         """Every constraint residual g <= 0 at ``point``."""
-        extra = {} if self.lipschitz == 1.0 else {"lipschitz": self.lipschitz}
         return constraint_residuals(
             self.problem,
             theta1=point.theta1,
@@ -143,7 +152,7 @@ class FirstOrderMethod(abc.ABC):
             alpha_a=point.alpha_a,
             alpha_p=point.alpha_p,
             regime=self.regime,
-            **extra,
+            lipschitz=self.lipschitz,
         )
 
     def max_violation(self) -> torch.Tensor:
@@ -173,27 +182,26 @@ class FirstOrderMethod(abc.ABC):
 
     @torch.no_grad()
     def restore_feasibility_(self) -> None:
-        """Raise the head's α_A, α_P to the smallest values feasible for the current θ.
-
-        Regime A (α_A <= α_P): α_A' = max(α_A, 0, ‖θ₂‖/κ_A), α_P' = max(α_P, α_A', L‖θ₁‖_* − α_A').
-        Regime P (α_P <= α_A): α_P' = max(α_P, 0), α_A' = max(α_A, α_P', ‖θ₂‖/κ_A, L‖θ₁‖_* − α_P').
-        With κ_A = 0 a nonzero θ₂ cannot be repaired through α and stays reported.
-        """
+        """Raise the head's α_A, α_P to the smallest values feasible for the current θ
+        (:func:`~constrained_pairs.join.constraints.restore_feasibility`); heads feasible by
+        construction have nothing to restore."""
         head = self.head
         if not isinstance(head, FreeHead):
             return
         point = head.point()
-        norm1 = self.lipschitz * theta1_norm(point.theta1, self.problem.norm)
-        zero = torch.zeros_like(norm1)
-        theta2_floor = zero
-        if point.theta2 is not None and self.problem.kappa_a > 0:
-            theta2_floor = point.theta2.norm() / self.problem.kappa_a
-        alpha_a, alpha_p = point.alpha_a, point.alpha_p
-        if self.regime == "A":
-            new_a = torch.stack([alpha_a, zero, theta2_floor]).max()
-            new_p = torch.stack([alpha_p, new_a, norm1 - new_a]).max()
-        else:
-            new_p = torch.stack([alpha_p, zero]).max()
-            new_a = torch.stack([alpha_a, new_p, theta2_floor, norm1 - new_p]).max()
-        head.alpha_a.copy_(new_a)
-        head.alpha_p.copy_(new_p)
+        alpha_a, alpha_p = restore_feasibility(
+            self.problem,
+            point.theta1,
+            point.theta2,
+            point.alpha_a,
+            point.alpha_p,
+            self.regime,
+            lipschitz=self.lipschitz,
+        )
+        head.alpha_a.copy_(alpha_a)
+        head.alpha_p.copy_(alpha_p)
+
+    def update_lipschitz(self) -> None:
+        """Re-evaluate L_φ = ``lipschitz_bound(model)`` (a certified backbone's weights move)."""
+        if self.certified:
+            self.lipschitz = lipschitz_bound(self.model, self.problem.x_p.shape[1:])

@@ -72,6 +72,10 @@ class TrainOptions:
             ["violation_before_restore"]`` keeps the method's own final violation.
         distributed: shard the samples over the ranks of the default process group; None: when
             one is initialised (SPEC §6).
+        amp: mixed precision: Ω is evaluated under ``torch.autocast`` in bfloat16 (CUDA only:
+            matrix products and convolutions in bfloat16, reductions such as logsumexp in
+            float32 by autocast's rules); the parameters, the constraints and the projections
+            stay in ``dtype``.
     """
 
     model: nn.Module | None = None
@@ -97,6 +101,7 @@ class TrainOptions:
     threads: int | None = None
     restore_feasibility: bool = True
     distributed: bool | None = None
+    amp: bool = False
 
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainOptions))
@@ -158,7 +163,10 @@ def split_options(method_cls: type, options: dict[str, Any]) -> tuple[TrainOptio
     check_bool("resume", settings.resume)
     check_bool("restore_feasibility", settings.restore_feasibility)
     check_bool("distributed", settings.distributed, optional=True)
+    check_bool("amp", settings.amp)
     check_callback(settings.callback)
+    if settings.amp and (settings.device is None or settings.device.type != "cuda"):
+        raise InvalidArgumentError("amp=True (bfloat16 autocast) needs device='cuda'")
     if settings.resume and settings.checkpoint is None:
         raise InvalidArgumentError("resume=True needs checkpoint=path")
     own = {k: v for k, v in options.items() if k not in TRAIN_FIELDS}

@@ -75,6 +75,8 @@ class ProjectionMethod(FirstOrderMethod):
             kappa_a=self.problem.kappa_a,
             regime=self.regime,
             norm=self.problem.norm,
+            aux_norm=self.problem.aux_norm,
+            lipschitz=self.lipschitz,
         )
         head.theta1.copy_(found.theta1)
         if head.theta2 is not None:

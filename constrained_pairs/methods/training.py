@@ -125,6 +125,7 @@ class MethodTask(Task):
                 group["lr"] = group["base_lr"] * self._factor
         sample = self.sample()
         # step() returns Ω at the point it starts from: log the violation of that same point.
+        self.method.update_lipschitz()
         violation = self.method.max_violation() if log else None
         try:
             value = self.method.step(sample, iteration / self.total)
@@ -274,6 +275,8 @@ def _train(
             "batch_size": blocks,
             **outcome.extra,
             **restored,
+            "lipschitz": method.lipschitz,
+            "lipschitz_certified": method.model is None or method.certified,
             **method.extra(),
         },
     )
