@@ -85,9 +85,109 @@ def check_labels(name: str, labels: torch.Tensor, num_classes: int) -> torch.Ten
         if not bool((labels == labels.round()).all()):
             raise InvalidArgumentError(f"{name} must hold integer class labels")
     labels = labels.long()
-    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
-        raise InvalidArgumentError(
-            f"{name} must lie in 0..{num_classes - 1}, "
-            f"got values in {int(labels.min())}..{int(labels.max())}"
-        )
+    if labels.numel():
+        low, high = torch.stack([labels.min(), labels.max()]).tolist()  # one device sync
+        if low < 0 or high >= num_classes:
+            raise InvalidArgumentError(
+                f"{name} must lie in 0..{num_classes - 1}, got values in {low}..{high}"
+            )
     return labels
+
+
+def check_tensor(name: str, value: Any, *, floating: bool = False) -> torch.Tensor:
+    """Return ``value`` if it is a real ``torch.Tensor`` (floating point when ``floating``).
+
+    O(1): only the type and dtype are looked at, never the data. Raises
+    :class:`InvalidTypeError` for anything else (lists, arrays, complex or, when ``floating``,
+    integer and bool tensors).
+    """
+    if not isinstance(value, torch.Tensor):
+        raise InvalidTypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if value.is_complex() or (floating and not value.is_floating_point()):
+        expected = "a floating-point" if floating else "a real"
+        raise InvalidTypeError(f"{name} must be {expected} tensor, got dtype {value.dtype}")
+    return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    open_minimum: bool = False,
+    open_maximum: bool = False,
+) -> float:
+    """Return ``value`` as a finite float in ``[minimum, maximum]`` (ends open when asked).
+
+    Bools, strings, tensors with more than one element and other non-numbers raise
+    :class:`InvalidTypeError`; NaN, infinities and values out of range raise
+    :class:`InvalidArgumentError` naming the range.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
+    number = float(value)
+    low_ok = minimum is None or number > minimum or (number == minimum and not open_minimum)
+    high_ok = maximum is None or number < maximum or (number == maximum and not open_maximum)
+    if not (np.isfinite(number) and low_ok and high_ok):
+        low = "(-inf" if minimum is None else ("(" if open_minimum else "[") + f"{minimum:g}"
+        high = "inf)" if maximum is None else f"{maximum:g}" + (")" if open_maximum else "]")
+        raise InvalidArgumentError(
+            f"{name} must be a finite number in {low}, {high}, got {value!r}"
+        )
+    return number
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a bool (``True`` / ``False``), else raise naming it."""
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+#: Floating dtypes the numerical code supports end to end (half precision is refused up front:
+#: ``cdist``, ``svd`` and ``cholesky`` have no float16/bfloat16 kernels on every device).
+SUPPORTED_FLOATS = (torch.float32, torch.float64)
+
+
+def check_float_dtype(name: str, dtype: Any) -> torch.dtype:
+    """Return ``dtype`` if it is float32 or float64, else raise naming ``name``."""
+    if not isinstance(dtype, torch.dtype):
+        raise InvalidTypeError(f"{name} must be a torch.dtype (float32 or float64), got {dtype!r}")
+    if dtype in (torch.float16, torch.bfloat16):
+        raise InvalidArgumentError(
+            f"{name}={dtype} is not supported: half precision lacks the cdist/SVD/Cholesky kernels "
+            "the solvers need; use torch.float32 or torch.float64"
+        )
+    if dtype not in SUPPORTED_FLOATS:
+        raise InvalidArgumentError(f"{name} must be torch.float32 or torch.float64, got {dtype}")
+    return dtype
+
+
+def as_feature_tensor(
+    name: str,
+    value: Any,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    ndim: int | tuple[int, ...] | None = None,
+) -> torch.Tensor:
+    """Convert features to a floating tensor: float32/float64 keep their precision (unless
+    ``dtype`` is given), integers (e.g. uint8 images) become ``dtype`` or the default floating
+    dtype — exact conversion, never truncation; bool and complex are rejected, and so are
+    float16/bfloat16 (see :data:`SUPPORTED_FLOATS`)."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        raise InvalidTypeError(f"{name} must be a numeric array, got an object array")
+    tensor = as_tensor(name, value, device=device, ndim=ndim, finite=False)
+    if tensor.dtype == torch.bool or tensor.is_complex():
+        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
+    if tensor.is_floating_point():
+        check_float_dtype(f"{name}.dtype", tensor.dtype)
+    target = dtype or (tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype())
+    check_float_dtype("dtype", target)
+    tensor = tensor.to(dtype=target)
+    if not bool(torch.isfinite(tensor).all()):
+        raise InvalidArgumentError(f"{name} contains non-finite values (NaN or inf)")
+    return tensor

@@ -1,7 +1,11 @@
 """Clustering metrics (SPEC §5): accuracy under the best cluster-to-class matching, NMI, ARI.
 
-Every function accepts torch tensors (any device), numpy arrays or sequences of integer labels.
-The label values need not be ``0..K-1`` and the predicted and true label sets may differ in size.
+Every function accepts torch tensors (any device), numpy arrays or sequences of integer labels
+(floats are accepted when they hold whole numbers; bools count as two labels). The label values
+need not be ``0..K-1`` and the predicted and true label sets may differ in size. Labels that are
+empty, not 1-D, of different lengths, NaN, infinite, fractional or not numbers raise an error
+naming the argument. NMI and ARI are scikit-learn's; the accuracy solves the assignment problem
+with scipy's Hungarian method.
 """
 
 from __future__ import annotations
@@ -17,17 +21,29 @@ from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 __all__ = ["ari", "cluster_acc", "match_clusters", "nmi"]
 
 
+_INT64_LIMIT = 2.0**63
+
+
 def _labels(name: str, value: Any) -> np.ndarray:
     if hasattr(value, "detach"):  # torch.Tensor without importing torch here
         value = value.detach().cpu().numpy()
-    array = np.asarray(value)
+    if isinstance(value, str | bytes | dict | set) or value is None:
+        raise InvalidTypeError(
+            f"{name} must be a 1-D sequence of labels, got {type(value).__name__}"
+        )
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nesting
+        raise InvalidArgumentError(f"{name} must be 1-D labels: {exc}") from exc
     if array.ndim != 1:
         raise InvalidArgumentError(f"{name} must be 1-D labels, got shape {array.shape}")
     if array.size == 0:
         raise InvalidArgumentError(f"{name} must not be empty")
     if array.dtype.kind == "f":
-        if not np.all(array == np.round(array)):
-            raise InvalidArgumentError(f"{name} must hold integer labels")
+        if not np.all(np.isfinite(array)):
+            raise InvalidArgumentError(f"{name} must hold integer labels, got NaN or inf")
+        if not np.all(array == np.round(array)) or np.abs(array).max() >= _INT64_LIMIT:
+            raise InvalidArgumentError(f"{name} must hold integer labels (whole numbers)")
         array = array.astype(np.int64)
     elif array.dtype.kind not in "iub":
         raise InvalidTypeError(f"{name} must hold integer labels, got dtype {array.dtype}")

@@ -1,14 +1,20 @@
-"""Activations of seed 002: fast sigmoid (its documented error), SELU constants, torch forms."""
+"""Activations of seed 002: fast sigmoid (its documented error), SELU constants, torch forms,
+numpy formulas on random inputs (hypothesis), and the argument checks."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from constrained_pairs import activations as act
+from constrained_pairs.errors import ConstrainedPairsError, InvalidTypeError
 
 
 def _notes_fast_sigmoid(x: float) -> float:
@@ -115,3 +121,101 @@ def test_relu_family_against_formulas():
     torch.testing.assert_close(act.elu(x, 1.5), torch.where(x > 0, x, 1.5 * (torch.exp(x) - 1)))
     assert act.PReLU().weight.item() == 0.25
     assert isinstance(act.ReLU6(), torch.nn.ReLU6)
+
+
+# -- checks and properties (issue 12) -------------------------------------------------------------
+
+PROPERTY = settings(max_examples=100, deadline=None)
+FINITE = st.floats(-60, 60, allow_nan=False, width=64)
+
+
+def _reference(name: str, x: np.ndarray, a: float, b: float) -> np.ndarray:
+    """Each activation written in numpy from its formula (a, b: its hyper-parameters)."""
+    neg = np.minimum(x, 0.0)
+    return {
+        "sigmoid": 1 / (1 + np.exp(-x)),
+        "tanh": np.tanh(x),
+        "relu": np.maximum(x, 0.0),
+        "relu6": np.clip(x, 0.0, 6.0),
+        "leaky_relu": np.maximum(x, 0.0) + a * neg,
+        "elu": np.where(x > 0, x, abs(a) * np.expm1(neg)),
+        "selu": act.SELU_SCALE * np.where(x > 0, x, act.SELU_ALPHA * np.expm1(neg)),
+        "rrelu": np.where(x >= 0, x, (min(a, b) + max(a, b)) / 2 * x),
+        "fast_sigmoid": np.vectorize(_notes_fast_sigmoid, otypes=[float])(x),
+    }[name]
+
+
+CALLS = {
+    "sigmoid": lambda x, a, b: act.sigmoid(x),
+    "tanh": lambda x, a, b: act.tanh(x),
+    "relu": lambda x, a, b: act.relu(x),
+    "relu6": lambda x, a, b: act.relu6(x),
+    "leaky_relu": lambda x, a, b: act.leaky_relu(x, a),
+    "elu": lambda x, a, b: act.elu(x, abs(a)),
+    "selu": lambda x, a, b: act.selu(x),
+    "rrelu": lambda x, a, b: act.rrelu(x, min(a, b), max(a, b)),
+    "fast_sigmoid": lambda x, a, b: act.fast_sigmoid(x),
+}
+
+
+@PROPERTY
+@given(
+    st.sampled_from(sorted(CALLS)),
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=3, min_side=0), elements=FINITE),
+    st.floats(-3, 3),
+    st.floats(-3, 3),
+)
+def test_activations_against_numpy_formulas(name, x, a, b):
+    got = CALLS[name](torch.from_numpy(x), a, b)
+    assert got.shape == x.shape and got.dtype == torch.float64
+    np.testing.assert_allclose(got.numpy(), _reference(name, x, a, b), rtol=1e-12, atol=1e-15)
+
+
+BAD = st.sampled_from([float("nan"), float("inf"), -float("inf"), "0.1", None, [0.1], True])
+
+
+@PROPERTY
+@given(BAD)
+def test_bad_hyper_parameters_raise_package_errors(value):
+    x = torch.randn(4, 3)
+    calls = [
+        lambda: act.leaky_relu(x, value),
+        lambda: act.elu(x, value),
+        lambda: act.rrelu(x, value, 0.5),
+        lambda: act.rrelu(x, 0.1, value),
+        lambda: act.LeakyReLU(value),
+        lambda: act.ELU(value),
+        lambda: act.RReLU(value),
+        lambda: act.PReLU(init=value),
+    ]
+    for call in calls:
+        with pytest.raises(ConstrainedPairsError):
+            call()
+
+
+def test_checks_name_the_argument():
+    x = torch.randn(4, 3)
+    for fn in (act.sigmoid, act.tanh, act.relu, act.selu, act.fast_sigmoid, act.SELU()):
+        with pytest.raises(InvalidTypeError, match="x must be a torch.Tensor"):
+            fn([1.0, 2.0])
+    for module in (act.Sigmoid(), act.ReLU(), act.LeakyReLU(), act.ELU(), act.PReLU()):
+        with pytest.raises(InvalidTypeError, match="x must be a torch.Tensor"):
+            module(np.ones(3))
+    with pytest.raises(InvalidTypeError, match="floating-point"):
+        act.selu(torch.arange(3))
+    assert torch.equal(act.relu(torch.arange(-2, 3)), torch.tensor([0, 0, 0, 1, 2]))
+    with pytest.raises(ValueError, match="lower must be <= upper"):
+        act.RReLU(0.5, 0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        act.elu(x, -1.0)
+    with pytest.raises(ValueError, match="num_parameters"):
+        act.PReLU(0)
+    with pytest.raises(TypeError, match="training"):
+        act.rrelu(x, training="yes")
+    with pytest.raises(ValueError, match="weight must hold 1 or 3"):
+        act.prelu(x, torch.ones(2))
+    # the checked modules are still torch's: same parameters, same results
+    prelu = act.PReLU(3, init=0.1)
+    assert isinstance(prelu, torch.nn.PReLU) and prelu.weight.shape == (3,)
+    torch.testing.assert_close(prelu(x), torch.nn.functional.prelu(x, prelu.weight))
+    torch.testing.assert_close(act.LeakyReLU(0.2)(x), torch.nn.LeakyReLU(0.2)(x))

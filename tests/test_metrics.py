@@ -1,4 +1,5 @@
-"""Clustering metrics against brute-force matching and hand-computed values."""
+"""Clustering metrics against brute-force matching, hand-computed values and scikit-learn, on
+fixed and random (hypothesis) labels, and their argument checks."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from sklearn import metrics as skm
 
+from constrained_pairs.errors import ConstrainedPairsError, InvalidArgumentError, InvalidTypeError
 from constrained_pairs.metrics import ari, cluster_acc, match_clusters, nmi
 
 
@@ -69,3 +75,71 @@ def test_bad_labels_raise(metric):
         metric([[0, 1]], [[0, 1]])
     with pytest.raises(ValueError, match="integer"):
         metric([0.5, 1.0], [0, 1])
+
+
+@st.composite
+def labellings(draw, max_size=9, max_labels=4):
+    n = draw(st.integers(1, max_size))
+    values = st.integers(-3, max_labels - 4)  # arbitrary, also negative, label values
+    true = draw(hnp.arrays(np.int64, (n,), elements=values))
+    pred = draw(hnp.arrays(np.int64, (n,), elements=values.map(lambda v: 10 * v)))
+    return true, pred
+
+
+@settings(max_examples=100, deadline=None)
+@given(labellings(), st.sampled_from(["list", "numpy", "tensor", "float"]))
+def test_metrics_against_brute_force_and_scikit_learn(labels, form):
+    true, pred = labels
+    convert = {
+        "list": lambda a: a.tolist(),
+        "numpy": lambda a: a,
+        "tensor": torch.from_numpy,
+        "float": lambda a: torch.from_numpy(a.astype(np.float64)),
+    }[form]
+    assert cluster_acc(convert(true), convert(pred)) == pytest.approx(brute_force_acc(true, pred))
+    assert nmi(convert(true), convert(pred)) == pytest.approx(
+        skm.normalized_mutual_info_score(true, pred)
+    )
+    assert ari(convert(true), convert(pred)) == pytest.approx(skm.adjusted_rand_score(true, pred))
+    mapping = match_clusters(true, pred)
+    assert len(set(mapping.values())) == len(mapping)  # one-to-one
+    hits = sum(mapping.get(p) == t for p, t in zip(pred.tolist(), true.tolist()))
+    assert hits / len(true) == pytest.approx(cluster_acc(true, pred))
+
+
+BAD_LABELS = st.sampled_from(
+    [
+        [0.0, float("nan")],
+        [0.0, float("inf")],
+        np.array([0.5, 1.0]),
+        [0, 1e300],
+        [],
+        [[0, 1]],
+        "01",
+        None,
+        {0, 1},
+        [0, None],
+        [[0], [1, 2]],
+        np.array(["a", "b"]),
+        torch.tensor([0.0, 1.0 + 1j]),
+    ]
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(BAD_LABELS, st.sampled_from([cluster_acc, nmi, ari, match_clusters]), st.booleans())
+def test_bad_labels_raise_package_errors(bad, metric, as_pred):
+    good = [0, 1]
+    with pytest.raises(ConstrainedPairsError, match="y_pred" if as_pred else "y_true"):
+        metric(good, bad) if as_pred else metric(bad, good)
+
+
+def test_bad_labels_error_types():
+    with pytest.raises(InvalidArgumentError, match="NaN or inf"):
+        cluster_acc([0, float("nan")], [0, 1])
+    with pytest.raises(InvalidTypeError, match="y_pred must hold integer labels"):
+        nmi([0, 1], np.array(["a", "b"]))
+    with pytest.raises(InvalidTypeError, match="y_true must be a 1-D sequence"):
+        ari("01", [0, 1])
+    with pytest.raises(InvalidArgumentError, match="same length"):
+        cluster_acc(torch.tensor([0, 1, 1]), torch.tensor([0, 1]))

@@ -4,14 +4,18 @@ batch mining (SPEC §4, seed 001 "Siamese CNN" and "Triplet loss", seed 002 "Tri
 
 from __future__ import annotations
 
+import math
+import sys
+
 import torch
 
-from constrained_pairs._validation import check_choice, check_nonnegative
+from constrained_pairs._validation import check_choice, check_flag, check_real, check_tensor
 from constrained_pairs.errors import InvalidArgumentError
-from constrained_pairs.losses._reduce import check_reduction, check_same_shape, reduce
+from constrained_pairs.losses._reduce import check_pair, check_reduction, reduce
 
 MINING = ("all", "hard", "semihard", "easy")
 _BLOCK_ENTRIES = 1 << 24
+_MAX_SQUARABLE = math.sqrt(sys.float_info.max)
 
 
 def contrastive_loss(
@@ -30,12 +34,13 @@ def contrastive_loss(
         x1: embeddings of the first items, (N, d).
         x2: embeddings of the second items, (N, d).
         same: (N,) booleans (or 0/1), true where the pair is similar (same class).
-        margin: m >= 0.
+        margin: m >= 0, with a finite ``m^2`` (m < 1.3e154).
         reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per-pair losses, shape (N,)).
     """
-    check_reduction(reduction)
-    margin = check_nonnegative("margin", margin)
-    check_same_shape("x1", x1, "x2", x2)
+    margin = check_margin(margin, squared=True)
+    check_tensor("x2", x2, floating=True)
+    x2 = check_pair("x1", x1, "x2", x2, reduction)
+    check_tensor("same", same)
     if x1.dim() != 2:
         raise InvalidArgumentError(f"x1 and x2 must have shape (N, d), got {tuple(x1.shape)}")
     if same.shape != x1.shape[:1]:
@@ -56,7 +61,13 @@ def pairwise_distances(embeddings: torch.Tensor, squared: bool = True) -> torch.
 
     Computed from differences, not from the Gram matrix, so equal embeddings are exactly 0 apart;
     the gradient at a zero distance is 0, never NaN.
+
+    Args:
+        embeddings: (B, d) floating tensor.
+        squared: return squared distances.
     """
+    _check_embeddings(embeddings)
+    check_flag("squared", squared)
     distances = torch.cdist(embeddings, embeddings, compute_mode="donot_use_mm_for_euclid_dist")
     return distances.square() if squared else distances
 
@@ -78,7 +89,11 @@ def mine_triplets(
     * ``"semihard"``: ``0 <= gap < margin`` (right order, inside the margin: they still cost);
     * ``"easy"``: ``gap >= margin`` (already satisfied, zero loss).
 
-    Mining looks at distances only; it is not differentiated.
+    Mining looks at distances only; it is not differentiated. They are computed exactly as
+    ``sum_k (e_ik - e_jk)^2`` (not as a rounded ``cdist(...)^2``), so ties such as
+    ``gap == margin`` are decided as the formulas say. Non-finite embeddings (or distances that
+    overflow) raise an error instead of silently mining from NaN comparisons: one scan of the
+    B x B distances, cheaper than the mining itself.
 
     Args:
         embeddings: (B, d) batch of embeddings.
@@ -91,16 +106,33 @@ def mine_triplets(
         ``(anchor, positive, negative)``: int64 index tensors of equal length T, in
         lexicographic order of ``(anchor, positive, negative)``.
     """
-    margin = check_nonnegative("margin", margin)
-    check_choice("mining", mining, MINING)
-    labels = _check_batch(embeddings, labels)
-    with torch.no_grad():
-        return _mine(pairwise_distances(embeddings, squared), labels, margin, mining)
+    margin, labels = _check_batch(embeddings, labels, margin, mining)
+    check_flag("squared", squared)
+    return _mine(embeddings, labels, margin, mining, squared)
 
 
+@torch.no_grad()
+def _mining_distances(embeddings: torch.Tensor, squared: bool) -> torch.Tensor:
+    """Exact (squared) distances, in blocks of rows of ~2^24 differences each."""
+    batch, dim = embeddings.shape
+    rows = max(1, _BLOCK_ENTRIES // max(1, batch * dim))
+    dist = embeddings.new_zeros(batch, batch)
+    for start in range(0, batch, rows):
+        block = embeddings[start : start + rows, None, :] - embeddings[None, :, :]
+        dist[start : start + rows] = block.square().sum(-1)
+    return dist if squared else dist.sqrt()
+
+
+@torch.no_grad()
 def _mine(
-    dist: torch.Tensor, labels: torch.Tensor, margin: float, mining: str
+    embeddings: torch.Tensor, labels: torch.Tensor, margin: float, mining: str, squared: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    dist = _mining_distances(embeddings, squared)
+    if not bool(torch.isfinite(dist).all()):
+        raise InvalidArgumentError(
+            "embeddings must be finite: their pairwise distances hold NaN or inf, from which no "
+            "triplet can be mined"
+        )
     batch = len(labels)
     same = labels[:, None] == labels[None, :]
     positive = same & ~torch.eye(batch, dtype=torch.bool, device=labels.device)
@@ -145,20 +177,41 @@ def triplet_loss(
             ``"none"`` (per-triplet losses, shape (T,)).
     """
     check_reduction(reduction)
-    margin = check_nonnegative("margin", margin)
-    check_choice("mining", mining, MINING)
-    labels = _check_batch(embeddings, labels)
+    margin, labels = _check_batch(embeddings, labels, margin, mining)
     dist = pairwise_distances(embeddings, squared)
-    anchor, pos, neg = _mine(dist.detach(), labels, margin, mining)
+    anchor, pos, neg = _mine(embeddings.detach(), labels, margin, mining, squared)
     losses = torch.relu(dist[anchor, pos] - dist[anchor, neg] + margin)
     return reduce(losses, reduction)
 
 
-def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def check_margin(margin: float, squared: bool = False) -> float:
+    """A margin of the metric losses: a finite number >= 0 (whose square is finite if
+    ``squared``: the contrastive loss uses ``margin^2``)."""
+    return check_real("margin", margin, minimum=0, maximum=_MAX_SQUARABLE if squared else None)
+
+
+def check_mining(mining: str) -> str:
+    """One of :data:`MINING`."""
+    if not isinstance(mining, str):
+        raise InvalidArgumentError(f"mining must be one of {MINING}, got {mining!r}")
+    return check_choice("mining", mining, MINING)
+
+
+def _check_embeddings(embeddings: torch.Tensor) -> None:
+    check_tensor("embeddings", embeddings, floating=True)
     if embeddings.dim() != 2:
         raise InvalidArgumentError(
             f"embeddings must have shape (B, d), got {tuple(embeddings.shape)}"
         )
+
+
+def _check_batch(
+    embeddings: torch.Tensor, labels: torch.Tensor, margin: float, mining: str
+) -> tuple[float, torch.Tensor]:
+    margin = check_margin(margin)
+    check_mining(mining)
+    _check_embeddings(embeddings)
+    check_tensor("labels", labels)
     if labels.shape != embeddings.shape[:1]:
         raise InvalidArgumentError(
             f"labels must have shape ({embeddings.shape[0]},) to match embeddings, "
@@ -166,4 +219,4 @@ def _check_batch(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor
         )
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
         raise InvalidArgumentError(f"labels must be an integer tensor, got {labels.dtype}")
-    return labels
+    return margin, labels

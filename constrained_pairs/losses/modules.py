@@ -1,16 +1,14 @@
 """``nn.Module`` forms of the functional losses (SPEC §4), PyTorch style: hyper-parameters and
-``reduction`` are fixed at construction and checked there; ``forward`` takes the tensors.
+``reduction`` are fixed at construction and checked there (once: ``forward`` only checks the
+tensors); ``forward`` takes the tensors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
-from constrained_pairs._validation import check_choice, check_nonnegative
-from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs._validation import check_flag, check_real
 from constrained_pairs.losses import classification, metric, nce, regression
 from constrained_pairs.losses._reduce import check_reduction
 
@@ -22,6 +20,13 @@ class _Loss(nn.Module):
 
     def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
+
+    def _keep(self, name: str, value: float | torch.Tensor | None) -> None:
+        """A tensor hyper-parameter is a buffer (it follows ``.to()`` and the state dict)."""
+        if isinstance(value, torch.Tensor):
+            self.register_buffer(name, value.detach().clone())
+        else:
+            setattr(self, name, value)
 
 
 class MAELoss(_Loss):
@@ -50,9 +55,7 @@ class HuberLoss(_Loss):
 
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.delta = check_nonnegative("delta", delta)
-        if self.delta == 0:
-            raise InvalidArgumentError("delta must be > 0, got 0")
+        self.delta = regression.check_delta(delta)
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return regression.huber(input, target, self.delta, self.reduction)
@@ -66,16 +69,14 @@ class BCELoss(_Loss):
         reduction: str = "mean",
         *,
         from_logits: bool = True,
-        pos_weight: torch.Tensor | float | None = None,
+        pos_weight: classification.Weights | None = None,
     ) -> None:
         super().__init__(reduction)
-        self.from_logits = from_logits
-        self.pos_weight = pos_weight
+        self.from_logits = check_flag("from_logits", from_logits)
+        self._keep("pos_weight", classification.check_weights("pos_weight", pos_weight))
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return classification.bce(
-            input, target, self.reduction, from_logits=self.from_logits, pos_weight=self.pos_weight
-        )
+        return classification._bce(input, target, self.reduction, self.from_logits, self.pos_weight)
 
 
 class CrossEntropyLoss(_Loss):
@@ -92,8 +93,8 @@ class FocalLoss(_Loss):
         self, alpha: float | None = 0.25, gamma: float = 2.0, reduction: str = "mean"
     ) -> None:
         super().__init__(reduction)
-        self.alpha = classification._check_alpha(alpha)
-        self.gamma = check_nonnegative("gamma", gamma)
+        self.alpha = classification.check_alpha(alpha)
+        self.gamma = classification.check_gamma(gamma)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return classification.focal_loss(logits, target, self.alpha, self.gamma, self.reduction)
@@ -105,15 +106,15 @@ class MulticlassFocalLoss(_Loss):
     def __init__(
         self,
         gamma: float = 2.0,
-        alpha: float | Sequence[float] | torch.Tensor | None = None,
+        alpha: classification.Weights | None = None,
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
-        self.gamma = check_nonnegative("gamma", gamma)
-        self.alpha = alpha
+        self.gamma = classification.check_gamma(gamma)
+        self._keep("alpha", classification.check_weights("alpha", alpha))
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return classification.focal_loss_multiclass(
+        return classification._focal_multiclass(
             logits, target, self.gamma, self.alpha, self.reduction
         )
 
@@ -123,7 +124,7 @@ class ContrastiveLoss(_Loss):
 
     def __init__(self, margin: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        self.margin = check_nonnegative("margin", margin)
+        self.margin = metric.check_margin(margin, squared=True)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, same: torch.Tensor) -> torch.Tensor:
         return metric.contrastive_loss(x1, x2, same, self.margin, self.reduction)
@@ -140,9 +141,9 @@ class TripletLoss(_Loss):
         reduction: str = "mean",
     ) -> None:
         super().__init__(reduction)
-        self.margin = check_nonnegative("margin", margin)
-        self.mining = check_choice("mining", mining, metric.MINING)
-        self.squared = squared
+        self.margin = metric.check_margin(margin)
+        self.mining = metric.check_mining(mining)
+        self.squared = check_flag("squared", squared)
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return metric.triplet_loss(
@@ -155,9 +156,7 @@ class InfoNCELoss(_Loss):
 
     def __init__(self, temperature: float = 0.1, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if not check_nonnegative("temperature", temperature) > 0:
-            raise InvalidArgumentError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = check_real("temperature", temperature, minimum=0, open_minimum=True)
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         return nce.info_nce(z1, z2, self.temperature, self.reduction)

@@ -1,32 +1,34 @@
 """Regression losses of the notes: L1/MAE, L2/MSE, RMSE and Huber (SPEC §4, seed 002).
 
-Every function takes ``input`` (predictions) and ``target`` of the same shape and a
-``reduction`` of ``"mean"`` | ``"sum"`` | ``"none"``, like ``torch.nn.functional``.
+Every function takes ``input`` (floating predictions) and ``target`` (a real tensor) of the same
+shape and a ``reduction`` of ``"mean"`` | ``"sum"`` | ``"none"``, like ``torch.nn.functional``,
+whose fused kernels compute them once the arguments are checked.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from constrained_pairs._validation import check_nonnegative
-from constrained_pairs.errors import InvalidArgumentError
-from constrained_pairs.losses._reduce import check_reduction, check_same_shape, reduce
+from constrained_pairs._validation import check_real
+from constrained_pairs.losses._reduce import check_pair, reduce_torch
 
 
-def _residual(input: torch.Tensor, target: torch.Tensor, reduction: str) -> torch.Tensor:
-    check_reduction(reduction)
-    check_same_shape("input", input, "target", target)
-    return input - target
+def check_delta(delta: float) -> float:
+    """Huber's threshold: a finite number > 0."""
+    return check_real("delta", delta, minimum=0, open_minimum=True)
 
 
 def mae(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean absolute error (L1): ``|input - target|`` reduced."""
-    return reduce(_residual(input, target, reduction).abs(), reduction)
+    target = check_pair("input", input, "target", target, reduction)
+    return reduce_torch(F.l1_loss, input, target, reduction)
 
 
 def mse(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Mean squared error (L2): ``(input - target)^2`` reduced."""
-    return reduce(_residual(input, target, reduction).square(), reduction)
+    target = check_pair("input", input, "target", target, reduction)
+    return reduce_torch(F.mse_loss, input, target, reduction)
 
 
 def rmse(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -36,7 +38,7 @@ def rmse(input: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> 
     (the Euclidean norm of the residual) and ``"none"`` gives ``sqrt(r^2) = |r|`` elementwise.
     The gradient at a zero residual is 0 (a subgradient), never NaN.
     """
-    residual = _residual(input, target, reduction)
+    residual = input - check_pair("input", input, "target", target, reduction)
     if reduction == "none":
         return residual.abs()
     norm = torch.linalg.vector_norm(residual)
@@ -59,9 +61,6 @@ def huber(
         delta: threshold between the quadratic and linear pieces, > 0.
         reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
     """
-    delta = check_nonnegative("delta", delta)
-    if delta == 0:
-        raise InvalidArgumentError("delta must be > 0, got 0")
-    size = _residual(input, target, reduction).abs()
-    losses = torch.where(size <= delta, 0.5 * size.square(), delta * (size - 0.5 * delta))
-    return reduce(losses, reduction)
+    delta = check_delta(delta)
+    target = check_pair("input", input, "target", target, reduction)
+    return reduce_torch(F.huber_loss, input, target, reduction, delta=delta)
