@@ -16,10 +16,13 @@ from typing import Any
 
 import torch
 
+from constrained_pairs._validation import (
+    check_flag,
+    check_float_dtype,
+    check_positive_int,
+    check_real,
+)
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
-
-#: Floating dtypes training supports end to end (half precision is refused up front).
-TRAINING_DTYPES = (torch.float32, torch.float64)
 
 
 def check_unknown(where: str, given: Iterable[str], valid: Iterable[str]) -> None:
@@ -38,11 +41,7 @@ def check_int(name: str, value: Any, *, minimum: int = 1, optional: bool = True)
     """An int >= ``minimum`` (bools refused), or None when ``optional``."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise InvalidArgumentError(f"{name} must be >= {minimum}, got {value}")
-    return value
+    return check_positive_int(name, value, minimum=minimum)
 
 
 def check_float(
@@ -56,13 +55,9 @@ def check_float(
     """A finite real >= ``minimum`` (> 0 when ``positive``), or None when ``optional``."""
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < minimum or (positive and value <= 0):
-        need = "> 0" if positive else f">= {minimum}"
-        raise InvalidArgumentError(f"{name} must be a finite number {need}, got {value!r}")
-    return value
+    if minimum == -math.inf:
+        return check_real(name, value)
+    return check_real(name, value, minimum=minimum, open_minimum=positive)
 
 
 def check_seed(value: Any) -> int:
@@ -89,13 +84,7 @@ def check_device(value: Any) -> torch.device | None:
 
 def check_dtype(value: Any) -> torch.dtype | None:
     """float32 or float64, or None (half precision is refused: SVDs and Cholesky lack it)."""
-    if value is None:
-        return None
-    if not isinstance(value, torch.dtype):
-        raise InvalidTypeError(f"dtype must be a torch.dtype, got {value!r}")
-    if value not in TRAINING_DTYPES:
-        raise InvalidArgumentError(f"dtype must be torch.float32 or torch.float64, got {value}")
-    return value
+    return None if value is None else check_float_dtype("dtype", value)
 
 
 def check_callback(value: Any) -> Any:
@@ -105,11 +94,8 @@ def check_callback(value: Any) -> Any:
 
 
 def check_bool(name: str, value: Any, *, optional: bool = False) -> bool | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, bool):
-        raise InvalidTypeError(f"{name} must be True or False, got {value!r}")
-    return value
+    """True or False (or None when ``optional``)."""
+    return None if value is None and optional else check_flag(name, value)
 
 
 def resolve_progress(progress: bool | None) -> bool:

@@ -38,6 +38,7 @@ from constrained_pairs.engine import (
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.blocks import Block, block_of, sample_block
 from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.join.scaling import data_scale, scale_point_back
 from constrained_pairs.join.result import Result
 from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.common import make_result
@@ -60,6 +61,19 @@ def block_sizes(problem: PairProblem, settings: TrainOptions) -> tuple[int, int]
         batch = DEFAULT_BLOCK
     b_a, b_p = batch if isinstance(batch, tuple) else (batch, batch)
     return min(b_a, problem.n_a), min(b_p, problem.n_p)
+
+
+class _LipschitzState:
+    """The method's current L_φ as a checkpoint entry (it is re-certified at records only)."""
+
+    def __init__(self, method: FirstOrderMethod) -> None:
+        self.method = method
+
+    def state_dict(self) -> dict[str, float]:
+        return {"lipschitz": float(self.method.lipschitz)}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.method.lipschitz = float(state["lipschitz"])
 
 
 class MethodTask(Task):
@@ -99,7 +113,11 @@ class MethodTask(Task):
         return block
 
     def stateful(self) -> dict[str, Any]:
-        return {**self.method.modules(), "generator": GeneratorState(self.generator)}
+        return {
+            **self.method.modules(),
+            "generator": GeneratorState(self.generator),
+            "lipschitz": _LipschitzState(self.method),
+        }
 
     def finite(self) -> bool:
         # The point, not only the stored parameters: a parametrization can map finite ones to NaN.
@@ -125,7 +143,8 @@ class MethodTask(Task):
                 group["lr"] = group["base_lr"] * self._factor
         sample = self.sample()
         # step() returns Ω at the point it starts from: log the violation of that same point.
-        self.method.update_lipschitz()
+        if log:  # L_φ moves slowly with the weights: re-certified at each record and the end
+            self.method.update_lipschitz()
         violation = self.method.max_violation() if log else None
         try:
             value = self.method.step(sample, iteration / self.total)
@@ -194,7 +213,11 @@ def _train(
     device = settings.device if settings.device is not None else problem.device
     dtype = settings.dtype or problem.dtype
     problem = problem.to(device, dtype)
-    checkpointer = _checkpointer(method_cls, problem, regime, settings, own)
+    # A linear head trains on the scale-normalised problem (SPEC §7): the same iterates in any
+    # unit, mapped back at the end. A backbone sees the data as given.
+    scale = data_scale(problem) if settings.model is None else 1.0
+    work = problem.rescaled(scale) if scale != 1.0 else problem
+    checkpointer = _checkpointer(method_cls, work, regime, settings, own)
     if (
         problem.distance == "feature"
         and settings.model is not None
@@ -208,9 +231,9 @@ def _train(
             setattr(settings, name, module)
     if settings.feature_map is not None:
         settings.feature_map.requires_grad_(False).eval()
-    method = method_cls(problem, regime, settings, **own)
+    method = method_cls(work, regime, settings, **own)
 
-    blocks = block_sizes(problem, settings)
+    blocks = block_sizes(work, settings)
     per_epoch = 1
     if blocks is not None:
         per_epoch = max(1, math.ceil(max(problem.n_a / blocks[0], problem.n_p / blocks[1])))
@@ -252,6 +275,7 @@ def _train(
     )
     if outcome.status != Status.DIVERGED:
         method.finish()
+        method.update_lipschitz()
     restored: dict[str, float] = {}
     if settings.restore_feasibility and outcome.status != Status.DIVERGED:
         restored["violation_before_restore"] = float(method.max_violation())
@@ -261,11 +285,14 @@ def _train(
         problem,
         method=method.name,
         regime=regime,
-        theta1=point.theta1,
-        theta2=point.theta2,
-        bias=point.bias,
-        alpha_a=point.alpha_a,
-        alpha_p=point.alpha_p,
+        **scale_point_back(
+            scale,
+            theta1=point.theta1,
+            theta2=point.theta2,
+            bias=point.bias,
+            alpha_a=point.alpha_a,
+            alpha_p=point.alpha_p,
+        ),
         status=outcome.status,
         history=outcome.history,
         wall_time=outcome.elapsed,
@@ -277,6 +304,7 @@ def _train(
             **restored,
             "lipschitz": method.lipschitz,
             "lipschitz_certified": method.model is None or method.certified,
+            "data_scale": scale,
             **method.extra(),
         },
     )

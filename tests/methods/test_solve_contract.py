@@ -149,3 +149,25 @@ def test_an_interrupted_run_resumes_bitwise(aux_problem, tmp_path, method, optio
     assert resumed.status == full.status
     assert resumed.history.objective == full.history.objective
     assert torch.equal(resumed.theta1, full.theta1)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e30])
+def test_first_order_optimum_is_invariant_to_the_data_unit(aux_problem, scale):
+    def scaled(c: float) -> PairProblem:
+        p = aux_problem
+        return PairProblem(
+            p.x_a * c,
+            p.x_p * c,
+            p.y_p,
+            p.aux_a * c,
+            r_a=p.r_a * c,
+            r_p=p.r_p * c,
+            kappa_p=p.kappa_p * c,
+        )
+
+    base = cp.solve(aux_problem, "projection", regime="A", max_iter=200)
+    found = cp.solve(scaled(scale), "projection", regime="A", max_iter=200)
+    assert found.status == base.status
+    assert found.objective == pytest.approx(base.objective, rel=1e-8)
+    torch.testing.assert_close(found.theta1 * scale, base.theta1, rtol=1e-6, atol=1e-9)
+    assert found.alpha_a * scale == pytest.approx(base.alpha_a, rel=1e-6)

@@ -57,7 +57,9 @@ def _valid(name: str, value) -> bool:
     raise AssertionError(name)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     name=st.sampled_from((*NUMERIC, *INTEGER, "seed", "dtype", "batch_size")),
     value=VALUES,
