@@ -129,14 +129,13 @@ class FirstOrderMethod(abc.ABC):
             extra["block"] = sample
         if self.feature_map is not None:
             extra["feature_map"] = self.feature_map
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.options.amp):
+        # cached(): each parametrized weight (orthogonal, normalised kernels) is computed once
+        # per evaluation, however many rows the backbone sees.
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.options.amp)
+        with amp, torch.nn.utils.parametrize.cached():
             return objective(
                 self.problem,
-                theta1=point.theta1,
-                theta2=point.theta2,
-                bias=point.bias,
-                alpha_a=point.alpha_a,
-                alpha_p=point.alpha_p,
+                **point.kwargs(),
                 regime=self.regime,
                 model=self.model,
                 distance_squash=self.distance_squash,
@@ -147,10 +146,7 @@ class FirstOrderMethod(abc.ABC):
         """Every constraint residual g <= 0 at ``point``."""
         return constraint_residuals(
             self.problem,
-            theta1=point.theta1,
-            theta2=point.theta2,
-            alpha_a=point.alpha_a,
-            alpha_p=point.alpha_p,
+            **point.constraint_kwargs(),
             regime=self.regime,
             lipschitz=self.lipschitz,
         )
@@ -188,14 +184,10 @@ class FirstOrderMethod(abc.ABC):
         head = self.head
         if not isinstance(head, FreeHead):
             return
-        point = head.point()
         alpha_a, alpha_p = restore_feasibility(
             self.problem,
-            point.theta1,
-            point.theta2,
-            point.alpha_a,
-            point.alpha_p,
-            self.regime,
+            **head.point().constraint_kwargs(),
+            regime=self.regime,
             lipschitz=self.lipschitz,
         )
         head.alpha_a.copy_(alpha_a)

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from constrained_pairs.join.constraints import constraint_residuals, violations
+from constrained_pairs.join.constraints import constraint_names, constraint_residuals, violations
 from constrained_pairs.join.diagnostics import Diagnostics, diagnose
 from constrained_pairs.join.objective import objective
 from constrained_pairs.join.problem import PairProblem
@@ -41,38 +41,17 @@ def make_result(
     theta2 = theta2.detach() if theta2 is not None else None
     alpha_a = torch.as_tensor(alpha_a, dtype=theta1.dtype, device=theta1.device).detach()
     alpha_p = torch.as_tensor(alpha_p, dtype=theta1.dtype, device=theta1.device).detach()
-    point = [theta1, bias, alpha_a, alpha_p] + ([theta2] if theta2 is not None else [])
-    if all(bool(torch.isfinite(t).all()) for t in point):
+    head = {"theta1": theta1, "theta2": theta2, "alpha_a": alpha_a, "alpha_p": alpha_p}
+    if all(bool(torch.isfinite(t).all()) for t in (*head.values(), bias) if t is not None):
         with torch.no_grad():
-            value = float(
-                objective(
-                    problem,
-                    theta1=theta1,
-                    theta2=theta2,
-                    bias=bias,
-                    alpha_a=alpha_a,
-                    alpha_p=alpha_p,
-                    regime=regime,
-                    model=model,
-                )
-            )
-            found = violations(
-                constraint_residuals(
-                    problem,
-                    theta1=theta1,
-                    theta2=theta2,
-                    alpha_a=alpha_a,
-                    alpha_p=alpha_p,
-                    regime=regime,
-                )
-            )
+            value = float(objective(problem, **head, bias=bias, regime=regime, model=model))
+            found = violations(constraint_residuals(problem, **head, regime=regime))
         diagnostics = diagnose(
             problem, theta1=theta1, theta2=theta2, bias=bias, regime=regime, model=model
         )
     else:
         value = float("nan")
-        names = ["theta1_norm", "theta2_norm", "alpha_order", "alpha_a_nonneg", "alpha_p_nonneg"]
-        found = {k: float("inf") for k in names if theta2 is not None or k != "theta2_norm"}
+        found = dict.fromkeys(constraint_names(problem), float("inf"))
         diagnostics = Diagnostics(
             mean_distance=float("nan"),
             radius_sum=problem.r_a + problem.r_p,

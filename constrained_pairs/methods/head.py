@@ -26,6 +26,19 @@ class Point:
     alpha_a: torch.Tensor
     alpha_p: torch.Tensor
 
+    def constraint_kwargs(self) -> dict[str, torch.Tensor | None]:
+        """θ₁, θ₂, α_A, α_P as the keyword arguments of ``constraint_residuals``."""
+        return {
+            "theta1": self.theta1,
+            "theta2": self.theta2,
+            "alpha_a": self.alpha_a,
+            "alpha_p": self.alpha_p,
+        }
+
+    def kwargs(self) -> dict[str, torch.Tensor | None]:
+        """Every variable as the keyword arguments of ``objective`` and ``make_result``."""
+        return {**self.constraint_kwargs(), "bias": self.bias}
+
     def detach(self) -> Point:
         theta2 = self.theta2.detach() if self.theta2 is not None else None
         return Point(

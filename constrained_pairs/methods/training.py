@@ -38,8 +38,8 @@ from constrained_pairs.engine import (
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.blocks import Block, block_of, sample_block
 from constrained_pairs.join.problem import PairProblem
-from constrained_pairs.join.scaling import data_scale, scale_point_back
 from constrained_pairs.join.result import Result
+from constrained_pairs.join.scaling import data_scale, scale_point_back
 from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.common import make_result
 from constrained_pairs.methods.options import (
@@ -280,19 +280,11 @@ def _train(
     if settings.restore_feasibility and outcome.status != Status.DIVERGED:
         restored["violation_before_restore"] = float(method.max_violation())
         method.restore_feasibility_()
-    point = method.point().detach()
     result = make_result(
         problem,
         method=method.name,
         regime=regime,
-        **scale_point_back(
-            scale,
-            theta1=point.theta1,
-            theta2=point.theta2,
-            bias=point.bias,
-            alpha_a=point.alpha_a,
-            alpha_p=point.alpha_p,
-        ),
+        **scale_point_back(scale, **method.point().detach().kwargs()),
         status=outcome.status,
         history=outcome.history,
         wall_time=outcome.elapsed,

@@ -103,10 +103,18 @@ def test_checkpoint_resume_gives_same_result(method, convex_problem, tmp_path):
 
 
 @pytest.mark.parametrize("method", ["projection", "parametrization"])
-def test_unsupported_norm_raises(method, convex_problem):
+def test_lipschitz_norm_is_honoured(method, convex_problem):
     problem = convex_problem.replace(norm="lipschitz")
-    with pytest.raises(UnsupportedOptionError, match=f"{method}.*lipschitz"):
-        solve(problem, method, regime="A", max_iter=2)
+    result = solve(problem, method, regime="A", max_iter=50, restore_feasibility=False)
+    assert result.max_violation <= 1e-9 and max(result.history.max_violation) <= 1e-9
+
+
+def test_a_norm_a_method_cannot_honour_is_refused(convex_problem):
+    class FrobeniusOnly(ProjectionMethod):
+        norms = ("frobenius",)
+
+    with pytest.raises(UnsupportedOptionError, match="projection.*nuclear"):
+        train(FrobeniusOnly, convex_problem, "A", max_iter=2)
 
 
 def test_penalty_stages_and_adam_path(convex_problem, exact_reference):
