@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -97,10 +98,8 @@ class FactoredHead(FreeHead):
         num_classes: C.
         num_features: d.
         aux_dim: m, or None.
-        alpha_init: initial α_A = α_P.
         init_scale: standard deviation of the initial entries of U and V.
-        dtype: floating dtype.
-        device: torch device.
+        **options: ``alpha_init``, ``dtype``, ``device`` as in :class:`FreeHead`.
     """
 
     def __init__(
@@ -109,17 +108,13 @@ class FactoredHead(FreeHead):
         num_features: int,
         aux_dim: int | None,
         *,
-        alpha_init: float = 1.0,
         init_scale: float = 1e-2,
-        dtype: torch.dtype = torch.float64,
-        device: torch.device | str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            num_classes, num_features, aux_dim, alpha_init=alpha_init, dtype=dtype, device=device
-        )
+        super().__init__(num_classes, num_features, aux_dim, **options)
         del self.theta1
         rank = min(num_classes, num_features)
-        kw = {"dtype": dtype, "device": device}
+        kw = {"dtype": self.bias.dtype, "device": self.bias.device}
         self.left = nn.Parameter(init_scale * torch.randn(num_classes, rank, **kw))
         self.right = nn.Parameter(init_scale * torch.randn(num_features, rank, **kw))
 
