@@ -14,7 +14,7 @@ from torch import nn
 
 from constrained_pairs.backbones import lipschitz_bound
 from constrained_pairs.distributed.collectives import all_reduce_mean_, is_distributed
-from constrained_pairs.errors import UnsupportedOptionError
+from constrained_pairs.errors import InvalidArgumentError, UnsupportedOptionError
 from constrained_pairs.join.constraints import constraint_residuals, restore_feasibility
 from constrained_pairs.join.objective import features, objective
 from constrained_pairs.join.problem import PairProblem
@@ -61,8 +61,20 @@ class FirstOrderMethod(abc.ABC):
                 self.certified = True
             except UnsupportedOptionError:
                 pass
-        with torch.no_grad():
-            self.num_features = features(self.model, problem.x_p[:1]).shape[1]
+        training = self.model.training if self.model is not None else False
+        try:
+            with torch.no_grad():
+                if self.model is not None:
+                    self.model.eval()  # a probe, not a step: no running statistics move
+                self.num_features = features(self.model, problem.x_p[:2]).shape[1]
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise InvalidArgumentError(
+                f"model cannot be applied to rows of x_p of shape "
+                f"{tuple(problem.x_p.shape[1:])}: {exc}"
+            ) from exc
+        finally:
+            if self.model is not None:
+                self.model.train(training)
         self.aux_dim = problem.aux_a.shape[1] if problem.has_aux else None
 
     # -- what a method implements ----------------------------------------------------------------

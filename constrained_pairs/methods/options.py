@@ -167,6 +167,10 @@ def split_options(method_cls: type, options: dict[str, Any]) -> tuple[TrainOptio
     check_callback(settings.callback)
     if settings.amp and (settings.device is None or settings.device.type != "cuda"):
         raise InvalidArgumentError("amp=True (bfloat16 autocast) needs device='cuda'")
+    if settings.epochs is not None and settings.max_iter is not None:
+        raise InvalidArgumentError(
+            "give epochs or max_iter, not both (max_iter counts iterations, epochs passes)"
+        )
     if settings.resume and settings.checkpoint is None:
         raise InvalidArgumentError("resume=True needs checkpoint=path")
     own = {k: v for k, v in options.items() if k not in TRAIN_FIELDS}

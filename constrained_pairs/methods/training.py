@@ -218,6 +218,11 @@ def _train(
     scale = data_scale(problem) if settings.model is None else 1.0
     work = problem.rescaled(scale) if scale != 1.0 else problem
     checkpointer = _checkpointer(method_cls, work, regime, settings, own)
+    if settings.feature_map is not None and problem.distance != "feature":
+        raise InvalidArgumentError(
+            f"feature_map is used with distance='feature' only; this problem has "
+            f"distance={problem.distance!r}"
+        )
     if (
         problem.distance == "feature"
         and settings.model is not None

@@ -171,3 +171,13 @@ def test_first_order_optimum_is_invariant_to_the_data_unit(aux_problem, scale):
     assert found.objective == pytest.approx(base.objective, rel=1e-8)
     torch.testing.assert_close(found.theta1 * scale, base.theta1, rtol=1e-6, atol=1e-9)
     assert found.alpha_a * scale == pytest.approx(base.alpha_a, rel=1e-6)
+
+
+def test_conflicting_or_unusable_options_are_refused(aux_problem):
+    with pytest.raises(InvalidArgumentError, match="epochs or max_iter"):
+        cp.solve(aux_problem, "projection", regime="A", epochs=2, max_iter=3)
+    with pytest.raises(InvalidArgumentError, match="feature_map"):
+        cp.solve(aux_problem, "projection", regime="A", max_iter=2, feature_map=_mlp())
+    wrong = torch.nn.Linear(5, 3).double()
+    with pytest.raises(InvalidArgumentError, match="model cannot be applied"):
+        cp.solve(aux_problem, "projection", regime="A", max_iter=2, model=wrong)
