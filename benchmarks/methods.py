@@ -193,7 +193,8 @@ def main() -> None:
                     mlp_rows,
                 ),
                 f"(c) large instance, {large.pairs.size} pairs (regime A with auxiliary features), "
-                "blocks of 256 × 256 samples (65,536 pairs a step; an epoch is a pass over the samples).",
+                "blocks of 256 × 256 samples (65,536 pairs a step; an epoch is a pass over "
+                "the samples).",
                 markdown_table(["method", "seconds per epoch"], large_rows),
             ]
         )
