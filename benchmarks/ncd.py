@@ -46,7 +46,7 @@ from constrained_pairs.data import load_digits, load_mnist5k  # noqa: E402
 from constrained_pairs.metrics import ari, cluster_acc, match_clusters, nmi  # noqa: E402
 from constrained_pairs.ncd import ResidualNCD  # noqa: E402
 from constrained_pairs.ncd.pretrain import pretrain_contrastive  # noqa: E402
-from constrained_pairs.ncd.vision import RandomAffine, mlp_backbone  # noqa: E402
+from constrained_pairs.vision import RandomAffine, mlp_backbone  # noqa: E402
 
 CONFIG: dict[str, dict[str, Any]] = {
     "digits": dict(
@@ -77,6 +77,7 @@ VARIANTS = {
     "no residual branch": {"residual": False},
 }
 FEAT_DIM = 64
+HISTORY = ("cluster", "distill", "pair", "total", "novel_acc")  # per stage-2 epoch
 
 
 def split(name: str, seed: int, device: str):
@@ -108,12 +109,14 @@ def run(name: str, seed: int, variants: list[str], device: str) -> dict[str, Any
     start = time.perf_counter()
     torch.manual_seed(seed)
     backbone = mlp_backbone(x_u[0].numel(), FEAT_DIM).to(device)
-    pretrain_contrastive(backbone, torch.cat([x_tr, x_u]), FEAT_DIM, distort, seed=seed, **PRETRAIN)
+    pretrain_contrastive(
+        backbone, torch.cat([x_tr, x_u]), FEAT_DIM, distort, seed=seed, progress=False, **PRETRAIN
+    )
     stage1 = ResidualNCD(backbone, FEAT_DIM, 5, 5)
     stage1.fit_known(
         x_tr,
         y_tr,
-        STAGE1["epochs"],
+        epochs=STAGE1["epochs"],
         lr=STAGE1["lr"],
         backbone_lr=STAGE1["backbone_lr"],
         augment=augment,
@@ -127,7 +130,13 @@ def run(name: str, seed: int, variants: list[str], device: str) -> dict[str, Any
         model = stage2_model(stage1, options.pop("residual", True))
         start = time.perf_counter()
         model.fit_novel(
-            x_u, cfg["novel_epochs"], augment=augment, y_u=y_u, seed=seed, progress=False, **options
+            x_u,
+            epochs=cfg["novel_epochs"],
+            augment=augment,
+            y_u=y_u,
+            seed=seed,
+            progress=False,
+            **options,
         )
         pred = model.predict_novel(x_u)
         out["variants"][variant] = {
@@ -136,7 +145,7 @@ def run(name: str, seed: int, variants: list[str], device: str) -> dict[str, Any
             "ari": ari(y_u, pred),
             "known_acc_after": float((model.predict_known(x_te) == y_te).float().mean()),
             "stage2_s": time.perf_counter() - start,
-            "history": {k: v for k, v in vars(model.history).items() if k != "ce"},
+            "history": {k: getattr(model.history, k) for k in HISTORY},
             "confusion": matched_confusion(y_u, pred).tolist(),
         }
     return out

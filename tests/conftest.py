@@ -1,4 +1,5 @@
-"""Shared fixtures: seeded RNG and a CUDA marker that skips cleanly without a GPU."""
+"""Shared fixtures: seeded RNG, a CUDA marker that skips cleanly without a GPU, and the one
+device fixture that runs a test on the CPU and, when present, on CUDA."""
 
 from __future__ import annotations
 
@@ -19,3 +20,10 @@ def pytest_collection_modifyitems(config, items):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=pytest.mark.cuda)])
+def device(request) -> torch.device:
+    """Each device a test should run on: the CPU, and CUDA when there is one (skipped cleanly
+    otherwise). Tests compare what they compute there with the CPU result."""
+    return torch.device(request.param)

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from constrained_pairs.distributed.collectives import is_main
+from constrained_pairs.distributed.collectives import broadcast_object, is_main
 from constrained_pairs.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
 FORMAT = "constrained_pairs.checkpoint/1"
@@ -127,7 +127,8 @@ class Checkpointer:
         """Whether to write after ``epochs_done`` complete epochs."""
         if self.every is not None:
             return epochs_done % self.every == 0
-        return time.monotonic() - self._last_save >= self.min_interval
+        # A time-based decision must be rank 0's on every rank, or the ranks' saves diverge.
+        return bool(broadcast_object(time.monotonic() - self._last_save >= self.min_interval))
 
     def save(self, state: dict[str, Any]) -> None:
         """Atomically write ``state`` with the fingerprint (rank 0 only)."""

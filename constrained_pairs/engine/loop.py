@@ -216,6 +216,8 @@ def run(
     elapsed = time.perf_counter() - began
     if checkpointer is not None:  # a callback's stop is an interruption: it stays resumable
         save(None if "stopped_by" in extra else status)
+        if is_distributed():  # no rank reads the file before rank 0 has replaced it
+            torch.distributed.barrier()
     return RunOutcome(status, history, done, elapsed, extra)
 
 

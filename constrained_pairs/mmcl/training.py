@@ -1,34 +1,43 @@
-"""Contrastive pretraining of an encoder on unlabelled images, and the linear-probe evaluation."""
+"""Contrastive pretraining of an encoder on unlabelled images (on the engine), and the
+linear-probe evaluation."""
 
 from __future__ import annotations
 
-import time
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from constrained_pairs._validation import as_tensor, check_positive_int
+from constrained_pairs._validation import as_tensor
+from constrained_pairs.distributed.checks import check_same_data
+from constrained_pairs.engine import (
+    GeneratorState,
+    History,
+    RunOutcome,
+    check_int,
+    make_generator,
+    run,
+)
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+from constrained_pairs.vision.batched import embed, module_device
+from constrained_pairs.vision.training import (
+    EpochBatches,
+    MinibatchTask,
+    broadcast_state_,
+    check_even_batches,
+    loop_settings,
+    make_checkpointer,
+    seeded,
+    use_distributed,
+)
 
+__all__ = ["PretrainHistory", "embed", "linear_probe", "pretrain"]
 
-@dataclass
-class PretrainHistory:
-    """What :func:`pretrain` did, one entry per epoch.
-
-    Attributes:
-        epochs: the epoch numbers trained (1-based), including those restored from a checkpoint.
-        losses: mean training loss of each epoch.
-        step_seconds: mean wall time of one training step in each epoch.
-    """
-
-    epochs: list[int] = field(default_factory=list)
-    losses: list[float] = field(default_factory=list)
-    step_seconds: list[float] = field(default_factory=list)
+#: The history in :func:`pretrain`'s outcome: the engine's one record list (kept for old imports).
+PretrainHistory = History
 
 
 def _inputs(dataset: Any) -> torch.Tensor:
@@ -38,7 +47,10 @@ def _inputs(dataset: Any) -> torch.Tensor:
         raise InvalidTypeError(
             f"dataset must be a tensor of inputs or a TensorDataset, got {type(dataset).__name__}"
         )
-    return as_tensor("dataset", dataset)
+    inputs = as_tensor("dataset", dataset)
+    if not inputs.is_floating_point():  # e.g. uint8 images: converted, never truncated
+        inputs = inputs.to(torch.get_default_dtype())
+    return inputs
 
 
 def pretrain(
@@ -46,104 +58,127 @@ def pretrain(
     dataset: torch.Tensor | torch.utils.data.TensorDataset,
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     *,
-    epochs: int,
-    batch_size: int = 256,
-    lr: float,
     augment: Callable[[torch.Tensor], torch.Tensor],
-    device: torch.device | str,
-    seed: int,
-    progress: bool = True,
-    checkpoint: str | Path | None = None,
-) -> PretrainHistory:
+    epochs: int = 10,
+    batch_size: int = 256,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+    progress: bool | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
+    callback: Callable[[Any], bool | None] | None = None,
+    distributed: bool | None = None,
+) -> RunOutcome:
     """Train ``encoder`` with a two-view contrastive ``loss`` (Adam), SimCLR style.
 
     Each step draws a batch, makes two views with ``augment`` and minimises
     ``loss(encoder(view1), encoder(view2))``. The last incomplete batch of an epoch is dropped.
+    Distributed (SPEC §6): ``batch_size`` is the global batch, each rank embeds its share and
+    the gradients are averaged across ranks (DDP's convention); ``MMCLLoss`` gathers the
+    embeddings itself, so every anchor sees the global batch's negatives.
 
     Args:
-        encoder: the network to train (moved to ``device``, trained in place).
+        encoder: the network to train (moved to ``device``/``dtype``, trained in place).
         dataset: unlabelled inputs, a tensor (N, ...) or a ``TensorDataset`` whose first tensor
             holds them (labels, if any, are ignored).
         loss: e.g. :class:`~constrained_pairs.mmcl.MMCLLoss` or
             :func:`constrained_pairs.losses.info_nce`.
-        epochs: total number of epochs (a resumed run trains only the missing ones).
-        batch_size: batch size B (at least 2, at most N).
-        lr: Adam learning rate.
         augment: callable mapping a batch of inputs to a random view of the same shape, e.g.
             :class:`~constrained_pairs.mmcl.DigitAugment`.
-        device: where to train.
-        seed: seeds the parameter-free randomness of the run (batch order, augmentations).
-        progress: show a tqdm progress bar.
-        checkpoint: file path; encoder, optimizer, epoch, history and RNG state are saved there
-            after every epoch, and a run finding the file resumes from it.
+        epochs: passes over the dataset.
+        batch_size: batch size B (at least 2, at most N; a multiple of the world size when
+            distributed).
+        lr: Adam learning rate (finite, > 0).
+        seed: seeds the batch order, the augmentations and dropout, for this call only (the
+            caller's global RNG is left as it was).
+        device: where to train (None: the encoder's device).
+        dtype: float32 or float64 for the encoder and the inputs (None: the encoder's).
+        progress: a tqdm bar (rank 0 only); None: on a terminal, not under CI.
+        checkpoint: file the training state is written to (atomically, fingerprinted).
+        checkpoint_every: write every this many epochs; None: at most once a minute. The end
+            of the run is always written.
+        resume: continue from ``checkpoint`` (to the bitwise same result); a finished run
+            resumes to its saved result, a file of another run raises ``CheckpointError``.
+        callback: ``callback(record) -> bool | None`` after every epoch; True stops the run.
+        distributed: shard the batches over the default process group; None: when one with
+            several ranks is initialised.
 
     Returns:
-        The :class:`PretrainHistory` of all epochs, restored ones included.
+        The run's :class:`~constrained_pairs.engine.RunOutcome`: ``status`` (``max_iter``, or
+        ``diverged`` with the last finite epoch's weights) and ``history``, one record per
+        epoch with the mean ``loss`` and ``step_seconds`` (the mean time of a step).
     """
-    epochs = check_positive_int("epochs", epochs)
-    batch_size = check_positive_int("batch_size", batch_size, minimum=2)
-    if not lr > 0:
-        raise InvalidArgumentError(f"lr must be > 0, got {lr!r}")
-    if not callable(augment) or not callable(loss):
-        raise InvalidTypeError("loss and augment must be callables")
+    if not isinstance(encoder, nn.Module):
+        raise InvalidTypeError(f"encoder must be a torch.nn.Module, got {type(encoder).__name__}")
+    for name, value in (("loss", loss), ("augment", augment)):
+        if not callable(value):
+            raise InvalidTypeError(f"{name} must be callable, got {type(value).__name__}")
+    epochs = check_int("epochs", epochs, optional=False)
+    batch_size = check_int("batch_size", batch_size, minimum=2, optional=False)
     inputs = _inputs(dataset)
     if batch_size > len(inputs):
-        raise InvalidArgumentError(f"batch_size must be <= the dataset size {len(inputs)}, "
-                                   f"got {batch_size}")
-    device = torch.device(device)
-    encoder.to(device)
+        raise InvalidArgumentError(
+            f"batch_size must be <= the dataset size {len(inputs)}, got {batch_size}"
+        )
+    shard = use_distributed(distributed)
+    if shard:
+        check_even_batches(batch_size, len(inputs))
+    settings, device, dtype = loop_settings(
+        lr=lr,
+        seed=seed,
+        device=device,
+        dtype=dtype,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        callback=callback,
+    )
+    generator = make_generator(seed)
+    batches = EpochBatches(len(inputs), batch_size, generator, drop_last=True)
+    settings.log_every = batches.per_epoch
+    if shard:
+        check_same_data("dataset", inputs)
+    encoder.to(device=device, dtype=dtype)
+    broadcast_state_(encoder)  # one start on every rank (and in every rank's fingerprint)
+    options = dict(
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        augment=augment,
+        loss=loss,
+        encoder=encoder,
+        dtype=dtype,
+    )
+    checkpointer = make_checkpointer(
+        checkpoint, checkpoint_every, "mmcl/pretrain", [inputs], options
+    )
+    device = module_device(encoder, inputs.device)
+    first = next(encoder.parameters(), None)
+    float_dtype = first.dtype if first is not None and first.is_floating_point() else None
     optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    history, start = PretrainHistory(), 0
-    path = None if checkpoint is None else Path(checkpoint)
-    if path is not None and path.exists():
-        state = torch.load(path, map_location=device, weights_only=False)
-        encoder.load_state_dict(state["encoder"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        history, start = state["history"], state["epoch"]
-    else:
-        torch.manual_seed(seed)
 
-    from tqdm import tqdm
+    def step_loss(indices: torch.Tensor) -> torch.Tensor:
+        batch = inputs[indices.to(inputs.device)].to(device=device, dtype=float_dtype)
+        return loss(encoder(augment(batch)), encoder(augment(batch)))
 
-    bar = tqdm(range(start, epochs), disable=not progress, desc="pretrain", initial=start,
-               total=epochs)
-    steps = len(inputs) // batch_size
-    encoder.train()
-    for epoch in bar:
-        order = torch.randperm(len(inputs), generator=generator)
-        total = torch.zeros((), device=device)
-        began = time.perf_counter()
-        for step in range(steps):
-            batch = inputs[order[step * batch_size:(step + 1) * batch_size]].to(device)
-            value = loss(encoder(augment(batch)), encoder(augment(batch)))
-            optimizer.zero_grad(set_to_none=True)
-            value.backward()
-            optimizer.step()
-            total += value.detach()
-        history.epochs.append(epoch + 1)
-        history.losses.append(float(total) / steps)
-        history.step_seconds.append((time.perf_counter() - began) / steps)
-        bar.set_postfix(loss=f"{history.losses[-1]:.4f}")
-        if path is not None:
-            torch.save({"encoder": encoder.state_dict(), "optimizer": optimizer.state_dict(),
-                        "epoch": epoch + 1, "history": history,
-                        "generator": generator.get_state(), "torch_rng": torch.get_rng_state()},
-                       path)
-    return history
-
-
-@torch.no_grad()
-def embed(encoder: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """Embeddings of ``x`` by the frozen ``encoder`` (eval mode, no gradient), on x's device."""
-    device = next(encoder.parameters()).device
-    was_training = encoder.training
-    encoder.eval()
-    out = torch.cat([encoder(x[i:i + batch_size].to(device)) for i in range(0, len(x), batch_size)])
-    encoder.train(was_training)
-    return out
+    with seeded(seed):
+        task = MinibatchTask(
+            {"encoder": encoder}, optimizer, GeneratorState(generator), batches, step_loss
+        )
+        return run(
+            task,
+            total=epochs * batches.per_epoch,
+            per_epoch=batches.per_epoch,
+            settings=settings,
+            checkpointer=checkpointer,
+            resume=resume,
+            desc="pretrain",
+        )
 
 
 def linear_probe(

@@ -15,6 +15,7 @@ from constrained_pairs.errors import InvalidArgumentError
 __all__ = [
     "cluster_loss",
     "distill_loss",
+    "pair_bce",
     "pair_targets",
     "pairwise_topk_loss",
     "student_t_assignment",
@@ -132,12 +133,23 @@ def pairwise_topk_loss(
         )
     if n < 2:
         raise InvalidArgumentError(f"pairwise_topk_loss needs at least 2 points, got {n}")
-    eps = torch.finfo(q.dtype).eps
-    sim = (q @ q.T).clamp(eps, 1.0 - eps)
-    target = adjacency.to(q.dtype)
-    bce = -(pos_weight * target * torch.log(sim) + (1.0 - target) * torch.log1p(-sim))
+    bce = pair_bce(q @ q.T, adjacency, pos_weight)
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=q.device)
     return bce[off_diagonal].mean()
+
+
+def pair_bce(sim: torch.Tensor, target: torch.Tensor, pos_weight: float = 1.0) -> torch.Tensor:
+    """Element-wise ``-(w A log s + (1 - A) log(1 - s))`` of L_pair, s clamped to [eps, 1 - eps].
+
+    Args:
+        sim: similarities s = q_i^T q_j, any shape.
+        target: A of the same shape (bool or floats in [0, 1]).
+        pos_weight: weight w of the positive term.
+    """
+    eps = torch.finfo(sim.dtype).eps
+    sim = sim.clamp(eps, 1.0 - eps)
+    target = target.to(sim.dtype)
+    return -(pos_weight * target * torch.log(sim) + (1.0 - target) * torch.log1p(-sim))
 
 
 def topk_neighbors(features: torch.Tensor, k: int, *, chunk_size: int = 2048) -> torch.Tensor:
@@ -152,7 +164,7 @@ def topk_neighbors(features: torch.Tensor, k: int, *, chunk_size: int = 2048) ->
         raise InvalidArgumentError(f"k must be smaller than the number of points {n}, got {k}")
     blocks = []
     for start in range(0, n, chunk_size):
-        block = torch.cdist(features[start:start + chunk_size], features)
+        block = torch.cdist(features[start : start + chunk_size], features)
         rows = torch.arange(block.shape[0], device=features.device)
         block[rows, rows + start] = float("inf")  # a point is not its own neighbour
         blocks.append(block.topk(k, dim=1, largest=False).indices)

@@ -59,8 +59,9 @@ def test_linear_probe_matches_sklearn_on_identity_features(digits):
 
     scaler = StandardScaler().fit(flat[:1000].numpy())
     probe = LogisticRegression(max_iter=2000).fit(scaler.transform(flat[:1000].numpy()), y[:1000])
-    expected = float(np.mean(probe.predict(scaler.transform(flat[1000:].numpy())) ==
-                             y[1000:].numpy()))
+    expected = float(
+        np.mean(probe.predict(scaler.transform(flat[1000:].numpy())) == y[1000:].numpy())
+    )
     assert accuracy == pytest.approx(expected)
     assert accuracy > 0.9
     with pytest.raises(TypeError, match="train"):
@@ -77,9 +78,21 @@ def test_pretrain_then_probe_beats_a_random_encoder(digits, loss_name):
     random_encoder = small_cnn(side=8, dim=32, width=8)
     torch.manual_seed(0)
     encoder = small_cnn(side=8, dim=32, width=8)
-    history = pretrain(encoder, x[:256], loss, epochs=2, batch_size=64, lr=3e-3,
-                       augment=DigitAugment(), device="cpu", seed=0, progress=False)
-    assert history.epochs == [1, 2] and all(np.isfinite(history.losses))
+    outcome = pretrain(
+        encoder,
+        x[:256],
+        loss,
+        epochs=2,
+        batch_size=64,
+        lr=3e-3,
+        augment=DigitAugment(),
+        device="cpu",
+        seed=0,
+        progress=False,
+    )
+    history = outcome.history
+    assert history.epoch == [0, 1] and all(np.isfinite(history.loss))
+    assert outcome.status == "max_iter"
     train, test = (x[:512], y[:512]), (x[1200:], y[1200:])
     trained = linear_probe(encoder, train, test)
     baseline = linear_probe(random_encoder, train, test)
@@ -87,25 +100,71 @@ def test_pretrain_then_probe_beats_a_random_encoder(digits, loss_name):
     assert trained > baseline - 0.02
 
 
+class Interrupt(Exception):
+    """Stands for a crash (kill -9) in the middle of a run."""
+
+
 def test_checkpoint_resume_reproduces_an_uninterrupted_run(digits, tmp_path):
     x = digits[0][:128]
-    kwargs = dict(batch_size=32, lr=1e-3, augment=DigitAugment(), device="cpu", seed=1,
-                  progress=False)
+    kwargs = dict(
+        batch_size=32, lr=1e-3, augment=DigitAugment(), device="cpu", seed=1, progress=False
+    )
     torch.manual_seed(0)
     straight = small_cnn(side=8, dim=16, width=4)
-    history = pretrain(straight, x, info_nce, epochs=2, **kwargs)
+    history = pretrain(straight, x, info_nce, epochs=2, **kwargs).history
     torch.manual_seed(0)
     resumed = small_cnn(side=8, dim=16, width=4)
     path = tmp_path / "mmcl.pt"
-    pretrain(resumed, x, info_nce, epochs=1, checkpoint=path, **kwargs)
+
+    def crash(record):  # in epoch 1, after epoch 0's checkpoint was written
+        if record.epoch == 1:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        pretrain(
+            resumed,
+            x,
+            info_nce,
+            epochs=2,
+            checkpoint=path,
+            checkpoint_every=1,
+            callback=crash,
+            **kwargs,
+        )
     assert path.exists()
     torch.manual_seed(0)
     fresh = small_cnn(side=8, dim=16, width=4)  # its weights come from the checkpoint
-    history2 = pretrain(fresh, x, info_nce, epochs=2, checkpoint=path, **kwargs)
-    assert history2.epochs == [1, 2]
-    assert history2.losses == pytest.approx(history.losses)
+    history2 = pretrain(
+        fresh, x, info_nce, epochs=2, checkpoint=path, resume=True, **kwargs
+    ).history
+    assert history2.epoch == [0, 1]
+    assert history2.loss == pytest.approx(history.loss)
     for a, b in zip(straight.state_dict().values(), fresh.state_dict().values()):
         torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="resume"):
+        pretrain(fresh, x, info_nce, epochs=2, resume=True, **kwargs)
+
+
+def test_pretrain_leaves_the_callers_rng_alone_and_reports_divergence(digits):
+    x = digits[0][:64]
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    encoder = small_cnn(side=8, dim=8, width=4)
+    torch.manual_seed(5)
+    pretrain(encoder, x, info_nce, epochs=1, batch_size=32, augment=DigitAugment(), progress=False)
+    assert torch.equal(torch.rand(3), expected)
+    before = [p.detach().clone() for p in encoder.parameters()]
+
+    def nan_loss(z1, z2):
+        return info_nce(z1, z2) * float("nan")
+
+    outcome = pretrain(
+        encoder, x, nan_loss, epochs=2, batch_size=32, augment=DigitAugment(), progress=False
+    )
+    assert outcome.status == "diverged" and len(outcome.history) == 0
+    for a, b in zip(before, encoder.parameters()):  # the last finite weights (the start)
+        assert torch.equal(a, b)
 
 
 def test_pretrain_rejects_bad_arguments(digits):
@@ -120,3 +179,50 @@ def test_pretrain_rejects_bad_arguments(digits):
         pretrain(encoder, [1, 2], MMCLLoss(), epochs=1, **common)
     with pytest.raises(ValueError, match="epochs"):
         pretrain(encoder, x, MMCLLoss(), epochs=0, **common)
+    for lr in (float("nan"), -1.0, float("inf"), 0.0):
+        with pytest.raises(ValueError, match="lr"):
+            pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=32, **{**common, "lr": lr})
+    with pytest.raises(TypeError, match="augment"):
+        pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=32, **{**common, "augment": 3})
+    with pytest.raises(TypeError, match="seed"):
+        pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=32, **{**common, "seed": "abc"})
+    with pytest.raises(TypeError, match="callback"):
+        pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=32, callback=3, **common)
+    with pytest.raises(ValueError, match="distributed"):
+        pretrain(encoder, x, MMCLLoss(), epochs=1, batch_size=32, distributed=True, **common)
+
+
+def _sample_mean_loss(z1, z2):
+    """A loss that is a mean over the batch's samples: its sharded gradient average is exact."""
+    return ((z1 * z2).sum(1) - 1).pow(2).mean()
+
+
+def _pretrain_worker(rank: int) -> dict:
+    torch.set_num_threads(1)
+    x = load_digits(as_images=True)[0][:96].double()
+    torch.manual_seed(0)
+    encoder = small_cnn(side=8, dim=8, width=4).double()
+    outcome = pretrain(
+        encoder,
+        x,
+        _sample_mean_loss,
+        epochs=2,
+        batch_size=32,
+        lr=1e-2,
+        augment=lambda b: b.flip(-1),
+        progress=False,
+    )
+    return {"loss": outcome.history.loss, "state": encoder.state_dict()}
+
+
+def test_two_process_pretraining_shards_the_batch_and_matches_one_process():
+    from constrained_pairs.distributed import launch
+
+    ranks = launch(_pretrain_worker, 2, backend="gloo", timeout=60, threads=1)
+    single = _pretrain_worker(0)
+    for result in ranks:
+        assert result["loss"] == pytest.approx(single["loss"], rel=1e-9)
+        for key, value in single["state"].items():
+            torch.testing.assert_close(result["state"][key], value, rtol=1e-8, atol=1e-10)
+    for key, value in ranks[0]["state"].items():
+        assert torch.equal(ranks[1]["state"][key], value)

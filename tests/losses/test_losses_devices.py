@@ -1,8 +1,7 @@
-"""The losses and heads on a CUDA device agree with the CPU (skipped without a GPU)."""
+"""The losses and heads on every device (the CPU, and CUDA when present) agree with the CPU."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from constrained_pairs import activations
@@ -18,11 +17,10 @@ from constrained_pairs.losses import (
 )
 
 
-@pytest.mark.cuda
-def test_cuda_matches_cpu():
+def test_every_device_matches_the_cpu(device):
     x = torch.randn(32, 4, dtype=torch.float64)
     y = torch.randint(0, 3, (32,))
-    gpu = torch.device("cuda")
+    gpu = device
     for mining in ("all", "hard", "semihard", "easy"):
         for cpu_part, gpu_part in zip(
             mine_triplets(x, y, 0.5, mining), mine_triplets(x.to(gpu), y.to(gpu), 0.5, mining)
@@ -52,4 +50,4 @@ def test_cuda_matches_cpu():
         head_gpu.load_state_dict(head.state_dict())
         torch.testing.assert_close(head(x, y), head_gpu(x.to(gpu), y.to(gpu)).cpu())
         boundary = head_gpu.decision_boundary()
-        assert boundary.region(x.to(gpu)).device.type == "cuda"
+        assert boundary.region(x.to(gpu)).device.type == device.type

@@ -36,11 +36,18 @@ def test_short_run_beats_kmeans_and_keeps_known_classes():
     pretrain_contrastive(backbone, torch.cat([x_tr, x_u]), 64, distort, epochs=60)
     model = ResidualNCD(backbone, 64, 5, 5)
     model.fit_known(
-        x_tr, y_tr, 30, lr=1e-2, backbone_lr=1e-5, augment=augment, batch_size=256, progress=False
+        x_tr,
+        y_tr,
+        epochs=30,
+        lr=1e-2,
+        backbone_lr=1e-5,
+        augment=augment,
+        batch_size=256,
+        progress=False,
     )
     known_before = (model.predict_known(x_te) == y_te).float().mean().item()
     model.fit_novel(
-        x_u, 30, augment=augment, pair_pos_weight="balanced", batch_size=256, progress=False
+        x_u, epochs=30, augment=augment, pair_pos_weight="balanced", batch_size=256, progress=False
     )
     known_after = (model.predict_known(x_te) == y_te).float().mean().item()
     acc = cluster_acc(y_u, model.predict_novel(x_u))
@@ -55,7 +62,7 @@ def test_short_run_beats_kmeans_and_keeps_known_classes():
 @pytest.mark.slow
 def test_full_run_reaches_target():
     # The benchmark's own recipe and seeds, so test and published figure cannot drift apart.
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from benchmarks.ncd import run
 
     torch.set_num_threads(1)
