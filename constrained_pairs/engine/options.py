@@ -61,9 +61,8 @@ def check_float(
 
 
 def check_seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidTypeError(f"seed must be an int, got {value!r}")
-    return value
+    """A seed: an int >= 0 (bools refused)."""
+    return check_positive_int("seed", value, minimum=0)
 
 
 def check_device(value: Any) -> torch.device | None:

@@ -49,7 +49,7 @@ def _valid(name: str, value) -> bool:
     if name in INTEGER:
         return isinstance(value, int) and value >= 1
     if name == "seed":
-        return isinstance(value, int)
+        return isinstance(value, int) and value >= 0
     if name == "dtype":
         return value in (torch.float32, torch.float64)
     if name == "batch_size":
