@@ -13,6 +13,8 @@ import hashlib
 import io
 import math
 import os
+import pickle
+import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -20,6 +22,7 @@ from typing import Any
 
 import torch
 
+from constrained_pairs._validation import check_positive_int, check_real
 from constrained_pairs.distributed.collectives import broadcast_object, is_main
 from constrained_pairs.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
@@ -81,12 +84,19 @@ def fingerprint(kind: str, data: Iterable[torch.Tensor | None], options: dict[st
 
 
 def _differences(saved: dict, expected: dict) -> list[str]:
-    found = [k for k in ("version", "kind", "data") if saved.get(k) != expected.get(k)]
-    old, new = saved.get("options", {}), expected.get("options", {})
-    for key in sorted(set(old) | set(new)):
-        if old.get(key) != new.get(key):
-            found.append(f"{key} (checkpoint {old.get(key)!r}, now {new.get(key)!r})")
-    return found
+    def pairs(old: dict, new: dict) -> list[str]:
+        return [
+            f"{key} (checkpoint {old.get(key)!r}, now {new.get(key)!r})"
+            for key in sorted(set(old) | set(new), key=str)
+            if old.get(key) != new.get(key)
+        ]
+
+    found = pairs(
+        {k: saved.get(k) for k in ("version", "kind", "data")},
+        {k: expected.get(k) for k in ("version", "kind", "data")},
+    )
+    options = saved.get("options", {})
+    return found + pairs(options if isinstance(options, dict) else {}, expected.get("options", {}))
 
 
 class Checkpointer:
@@ -116,11 +126,18 @@ class Checkpointer:
             raise InvalidArgumentError(f"checkpoint must be a file path, {self.path} is a folder")
         if not folder.is_dir():
             raise InvalidArgumentError(f"checkpoint folder {folder} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise InvalidArgumentError(f"checkpoint folder {folder} is not writable")
+        try:  # really writable: os.access says yes for root on read-only file systems
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=f".{self.path.name}."):
+                pass
+        except OSError as exc:
+            raise InvalidArgumentError(
+                f"checkpoint folder {folder} is not writable: {exc}"
+            ) from exc
+        if not isinstance(fingerprint, dict):
+            raise InvalidTypeError(f"fingerprint must be a dict, got {type(fingerprint).__name__}")
         self.fingerprint = fingerprint
-        self.every = every
-        self.min_interval = min_interval
+        self.every = None if every is None else check_positive_int("checkpoint_every", every)
+        self.min_interval = check_real("min_interval", min_interval, minimum=0.0)
         self._last_save = time.monotonic()
 
     def due(self, epochs_done: int) -> bool:
@@ -135,7 +152,12 @@ class Checkpointer:
         if not is_main():
             return
         buffer = io.BytesIO()
-        torch.save({"fingerprint": self.fingerprint, **state}, buffer)
+        try:
+            torch.save({"fingerprint": self.fingerprint, **state}, buffer)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            raise CheckpointError(
+                f"checkpoint {self.path}: the state cannot be stored: {exc}"
+            ) from exc
         raw = buffer.getvalue()
         payload = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
         outer = {"format": FORMAT, "digest": hashlib.sha256(raw).hexdigest(), "payload": payload}
@@ -170,10 +192,14 @@ class Checkpointer:
                 state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"checkpoint {self.path} is not readable: {exc}") from exc
-        differs = _differences(state.get("fingerprint", {}), self.fingerprint)
+        if not isinstance(state, dict) or not isinstance(state.get("fingerprint"), dict):
+            raise CheckpointError(f"checkpoint {self.path} has no run fingerprint")
+        differs = _differences(state["fingerprint"], self.fingerprint)
         if differs:
             raise CheckpointError(
                 f"checkpoint {self.path} belongs to another run; it differs in: "
                 + "; ".join(differs)
+                + ". Resume with the options it was written with, or start a new run (another "
+                "file, or resume=False)"
             )
         return state

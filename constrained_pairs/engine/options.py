@@ -37,11 +37,19 @@ def check_unknown(where: str, given: Iterable[str], valid: Iterable[str]) -> Non
             )
 
 
+#: Largest count (iterations, epochs, patience ...) the loops take: torch's int64 and the
+#: platform's C ints overflow beyond, and no run gets there.
+MAX_COUNT = 2**31 - 1
+
+
 def check_int(name: str, value: Any, *, minimum: int = 1, optional: bool = True) -> int | None:
-    """An int >= ``minimum`` (bools refused), or None when ``optional``."""
+    """An int in ``minimum`` .. 2^31 − 1 (bools refused), or None when ``optional``."""
     if value is None and optional:
         return None
-    return check_positive_int(name, value, minimum=minimum)
+    value = check_positive_int(name, value, minimum=minimum)
+    if value > MAX_COUNT:
+        raise InvalidArgumentError(f"{name} must be <= {MAX_COUNT}, got {value}")
+    return value
 
 
 def check_float(
@@ -61,8 +69,11 @@ def check_float(
 
 
 def check_seed(value: Any) -> int:
-    """A seed: an int >= 0 (bools refused)."""
-    return check_positive_int("seed", value, minimum=0)
+    """A seed: an int in 0 .. 2^63 − 1 (bools refused)."""
+    value = check_positive_int("seed", value, minimum=0)
+    if value >= 2**63:
+        raise InvalidArgumentError(f"seed must be < 2**63, got {value}")
+    return value
 
 
 def check_device(value: Any) -> torch.device | None:
@@ -73,6 +84,8 @@ def check_device(value: Any) -> torch.device | None:
         device = torch.device(value)
     except (TypeError, RuntimeError) as exc:
         raise InvalidArgumentError(f"device must be a torch device, got {value!r}") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise InvalidArgumentError(f"device must be 'cpu' or 'cuda[:index]', got {value!r}")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidArgumentError(f"device={value!r} was asked for, but CUDA is not available")
     if device.type == "cuda" and device.index is not None:

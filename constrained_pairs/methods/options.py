@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from constrained_pairs._validation import check_real
 from constrained_pairs.engine import (
     check_bool,
     check_callback,
@@ -154,7 +155,8 @@ def split_options(method_cls: type, options: dict[str, Any]) -> tuple[TrainOptio
     check_float("lr", settings.lr, positive=True)
     check_float("backbone_lr", settings.backbone_lr, positive=True, optional=False)
     check_float("weight_decay", settings.weight_decay, optional=False)
-    check_float("final_lr_ratio", settings.final_lr_ratio)
+    if settings.final_lr_ratio is not None:
+        check_real("final_lr_ratio", settings.final_lr_ratio, minimum=0.0, maximum=1.0)
     check_float("tol", settings.tol, optional=False)
     check_seed(settings.seed)
     settings.device = check_device(settings.device)
@@ -171,6 +173,8 @@ def split_options(method_cls: type, options: dict[str, Any]) -> tuple[TrainOptio
         raise InvalidArgumentError(
             "give epochs or max_iter, not both (max_iter counts iterations, epochs passes)"
         )
+    if settings.checkpoint_every is not None and settings.checkpoint is None:
+        raise InvalidArgumentError("checkpoint_every needs checkpoint=path")
     if settings.resume and settings.checkpoint is None:
         raise InvalidArgumentError("resume=True needs checkpoint=path")
     own = {k: v for k, v in options.items() if k not in TRAIN_FIELDS}

@@ -32,7 +32,7 @@ import torch
 
 from constrained_pairs._validation import check_choice
 from constrained_pairs.distributed.collectives import all_reduce_mean_
-from constrained_pairs.engine import check_float
+from constrained_pairs.engine import check_bool, check_float
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.methods.base import FirstOrderMethod
@@ -108,6 +108,7 @@ class PenaltyMethod(FirstOrderMethod):
             FactoredHead if self.factored else FreeHead, alpha_init=alpha_init
         )
         check_float("alpha_init", alpha_init, optional=False)
+        check_bool("factored", factored, optional=True)
         check_float("weight", weight, positive=True, optional=False)
         check_float("max_weight", max_weight, positive=True)
         params = [*self.head.parameters(), *self.primal_parameters()]

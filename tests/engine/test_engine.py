@@ -179,3 +179,32 @@ def test_checkpoint_folder_is_checked_before_training(tmp_path):
         _checkpointer(tmp_path / "missing" / "run.ckpt")
     with pytest.raises(InvalidArgumentError, match="folder"):
         _checkpointer(tmp_path)
+
+
+def test_a_payload_without_fingerprint_and_bad_settings_are_refused(tmp_path):
+    import hashlib
+    import io
+
+    path = tmp_path / "run.ckpt"
+    buffer = io.BytesIO()
+    torch.save([1, 2], buffer)
+    raw = buffer.getvalue()
+    outer = {
+        "format": "constrained_pairs.checkpoint/1",
+        "digest": hashlib.sha256(raw).hexdigest(),
+        "payload": torch.frombuffer(bytearray(raw), dtype=torch.uint8),
+    }
+    torch.save(outer, path)
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        _checkpointer(path).load()
+    with pytest.raises(InvalidArgumentError, match="checkpoint_every"):
+        _checkpointer(tmp_path / "other.ckpt", every=0)
+    with pytest.raises(InvalidArgumentError, match="not writable"):
+        _checkpointer("/proc/run.ckpt")
+
+
+def test_a_mismatch_names_the_kind_it_expected(tmp_path):
+    path = tmp_path / "run.ckpt"
+    _run(Regression(), checkpointer=_checkpointer(path))
+    with pytest.raises(CheckpointError, match="kind.*'test'.*'other'"):
+        Checkpointer(path, fingerprint("other", [torch.ones(3)], {"lr": 0.05})).load()

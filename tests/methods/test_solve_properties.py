@@ -46,6 +46,8 @@ def _valid(name: str, value) -> bool:
             and math.isfinite(value)
             and (value > 0 if name in ("lr", "backbone_lr", "dual_lr") else value >= 0)
         )
+    if name == "checkpoint_every":
+        return False  # it needs checkpoint=path, which these calls do not give
     if name in INTEGER:
         return isinstance(value, int) and value >= 1
     if name == "seed":
