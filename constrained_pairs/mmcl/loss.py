@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from constrained_pairs._validation import as_tensor, check_choice, check_positive_int
+from constrained_pairs._validation import (
+    as_tensor,
+    check_choice,
+    check_flag,
+    check_float_dtype,
+    check_positive_int,
+    check_real,
+)
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
-from constrained_pairs.mmcl.dual import explicit_q, implicit_beta, negatives_index, solve_dual
+from constrained_pairs.losses.nce import all_gather_views, global_sum
 from constrained_pairs.mmcl.kernels import KERNELS, kernel_matrix
-from constrained_pairs.qp.info import MAX_ITER, SOLVED, QPInfo
+from constrained_pairs.qp import QPInfo, solve_qp, svm_duals
+from constrained_pairs.qp.problem import check_options
+from constrained_pairs.qp.svm import GRADIENTS
+from constrained_pairs.qp.svm_structure import negatives_index, q_on
 
-GRADIENTS = ("detach", "implicit")
-BACKENDS = ("native", "qpth", "cvxpylayers")
-
-
-def _positive(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
-    if not value > 0 or value == float("inf"):
-        raise InvalidArgumentError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+#: ``"structured"``: :func:`constrained_pairs.qp.svm_duals`; the others: ``solve_qp`` backends on
+#: the explicit Q_t.
+BACKENDS = ("structured", "native", "qpth", "cvxpylayers")
 
 
 class MMCLLoss(nn.Module):
@@ -48,18 +49,29 @@ class MMCLLoss(nn.Module):
             their anchor shrink Q_t), and pretraining with it collapses the embeddings on
             digits and MNIST-5k (``benchmarks/results/mmcl.md``); it is exact, not a better
             training signal.
-        backend: ``"native"`` (this package's structured exact solver: all B duals share K, so a
-            step over all anchors costs about one B×B matmul), or ``"qpth"`` / ``"cvxpylayers"``
-            through :func:`constrained_pairs.qp.solve_qp` on the written-out (B, B-1, B-1) Q_t.
-        degree: degree p of the polynomial kernel.
-        coef0: offset c ≥ 0 of the polynomial kernel.
+        backend: ``"structured"`` (default: :func:`constrained_pairs.qp.svm_duals`, the exact
+            solver that exploits the shared kernel matrix: a step over all anchors costs about
+            one B×B matmul), or ``"native"`` / ``"qpth"`` / ``"cvxpylayers"``: the
+            :func:`constrained_pairs.qp.solve_qp` backends on the written-out (B, B-1, B-1) Q_t.
+        degree: degree p ≥ 1 of the polynomial kernel.
+        coef0: finite offset c ≥ 0 of the polynomial kernel.
+        tol: KKT tolerance of the solves (None: 1e-8 in float64, 1e-5 in float32).
+        max_iter: iteration cap of the solver (None: its default, 100 for ``"structured"``).
+        gather: data parallelism (SPEC §6). None: all-gather the embeddings whenever a
+            ``torch.distributed`` process group is initialised; True / False force it. When
+            gathering, both views are all-gathered with gradients, this rank solves the duals
+            of its own anchors (its slice of the global batch) against every negative of the
+            global batch, and the value returned is the global loss. The gradients reaching
+            this rank's embeddings are those of the global loss (the single-process gradients
+            of the concatenated batch): ``DistributedDataParallel``, which averages parameter
+            gradients over ranks, then gives ``1/world_size`` of them (scale the loss or the
+            learning rate by the world size to match a single process).
 
     Attributes:
         last_info: :class:`constrained_pairs.qp.QPInfo` of the last forward (per anchor:
             ``converged``, ``iterations``, ``kkt_residual``, ``status``); None before the first.
-        last_beta: (B, B) dual variables of the last forward (row t is β_t; detached).
-        tol: KKT tolerance of the solves (None: 1e-8 in float64, 1e-5 in float32).
-        max_iter: active-set iteration cap of the native solver.
+        last_beta: (B, B) dual variables of the last forward (row t is β_t; detached); with
+            gathering (B_local, B_global), the rows of this rank's anchors.
 
     Example:
         >>> loss_fn = MMCLLoss()                     # RBF, σ = 5, C = ∞, ρ = 0.1
@@ -74,34 +86,58 @@ class MMCLLoss(nn.Module):
         C: float | None = None,
         rho: float = 0.1,
         grad: str = "detach",
-        backend: str = "native",
+        backend: str = "structured",
         degree: int = 3,
         coef0: float = 0.5,
+        *,
+        tol: float | None = None,
+        max_iter: int | None = None,
+        gather: bool | None = None,
     ) -> None:
         super().__init__()
         self.kernel = check_choice("kernel", kernel, KERNELS)
-        self.sigma = _positive("sigma", sigma)
-        self.C = None if C is None else _positive("C", C)
-        self.rho = _positive("rho", rho)
+        self.sigma = check_real("sigma", sigma, minimum=0.0, open_minimum=True)
+        self.C = None if C is None else check_real("C", C, minimum=0.0, open_minimum=True)
+        self.rho = check_real("rho", rho, minimum=0.0, open_minimum=True)
         self.grad = check_choice("grad", grad, GRADIENTS)
         self.backend = check_choice("backend", backend, BACKENDS)
         self.degree = check_positive_int("degree", degree)
-        if isinstance(coef0, bool) or not isinstance(coef0, int | float) or not coef0 >= 0:
-            raise InvalidArgumentError(f"coef0 must be a number >= 0, got {coef0!r}")
-        self.coef0 = float(coef0)
-        self.tol: float | None = None
-        self.max_iter = 100
+        self.coef0 = check_real("coef0", coef0, minimum=0.0)
+        self.gather = None if gather is None else check_flag("gather", gather)
+        self.tol = tol
+        self.max_iter = max_iter
         self.last_info: QPInfo | None = None
         self.last_beta: torch.Tensor | None = None
 
+    @property
+    def tol(self) -> float | None:
+        """KKT tolerance of the solves (None: 1e-8 in float64, 1e-5 in float32)."""
+        return self._tol
+
+    @tol.setter
+    def tol(self, value: float | None) -> None:
+        self._tol = None if value is None else check_options(value, None, torch.float64)[0]
+
+    @property
+    def max_iter(self) -> int | None:
+        """Iteration cap of the solver (None: the solver's default)."""
+        return self._max_iter
+
+    @max_iter.setter
+    def max_iter(self, value: int | None) -> None:
+        self._max_iter = check_options(1.0, value, torch.float64)[1]
+
     def extra_repr(self) -> str:
-        return (f"kernel={self.kernel!r}, sigma={self.sigma}, C={self.C}, rho={self.rho}, "
-                f"grad={self.grad!r}, backend={self.backend!r}")
+        return (
+            f"kernel={self.kernel!r}, sigma={self.sigma}, C={self.C}, rho={self.rho}, "
+            f"grad={self.grad!r}, backend={self.backend!r}"
+        )
 
     def gram(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Kernel matrix of this loss between two sets of (already normalised) embeddings."""
-        return kernel_matrix(x, y, self.kernel, sigma=self.sigma, degree=self.degree,
-                             coef0=self.coef0)
+        return kernel_matrix(
+            x, y, self.kernel, sigma=self.sigma, degree=self.degree, coef0=self.coef0
+        )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         """The scalar MMCL loss of the two views' embeddings z1, z2 of shape (B, d), B ≥ 2."""
@@ -112,51 +148,55 @@ class MMCLLoss(nn.Module):
                 f"z1 and z2 must have the same shape (B, d), got {tuple(z1.shape)} and "
                 f"{tuple(z2.shape)}"
             )
-        if z1.shape[0] < 2:
+        for name, t in (("z1", z1), ("z2", z2)):
+            if not t.is_floating_point():
+                raise InvalidTypeError(f"{name} must be a floating tensor, got {t.dtype}")
+            check_float_dtype(f"{name}.dtype", t.dtype)
+        x_all, z_all, offset, world = all_gather_views(z1, z2.to(z1.dtype), self.gather)
+        if x_all.shape[0] < 2:
             raise InvalidArgumentError(f"MMCLLoss needs a batch of at least 2, got {z1.shape[0]}")
-        if not z1.is_floating_point():
-            raise InvalidTypeError(f"z1 must be a floating tensor, got {z1.dtype}")
-        x = F.normalize(z1, dim=1)
-        z = F.normalize(z2.to(z1.dtype), dim=1)
-        gram_x = self.gram(x, x)
-        beta = self._solve(gram_x)
+        x = F.normalize(x_all, dim=1)
+        z = F.normalize(z_all, dim=1)
+        batch, own = x.shape[0], z1.shape[0]
+        anchors = None if world == 1 else torch.arange(offset, offset + own, device=x.device)
+        beta = self._solve(self.gram(x, x), anchors)  # (own, batch)
         self.last_beta = beta.detach()
-        # cross[j, t] = K(x_j, z_t); β_x,t K(x_t, z_t) uses the diagonal.
-        cross = self.gram(x, z)
-        batch = x.shape[0]
-        return ((beta * cross.T).sum() - (beta.sum(1) * cross.diagonal()).sum()) / batch
+        # cross[j, r] = K(x_j, z_t) for this rank's anchors t = offset + r
+        cross = self.gram(x, z if anchors is None else z[anchors])
+        positive = cross.diagonal() if anchors is None else cross[anchors, torch.arange(own)]
+        partial = ((beta * cross.T).sum() - (beta.sum(1) * positive).sum()) / batch
+        return partial if world == 1 else global_sum(partial)
 
-    def _solve(self, gram_x: torch.Tensor) -> torch.Tensor:
+    def _solve(self, gram_x: torch.Tensor, anchors: torch.Tensor | None) -> torch.Tensor:
         implicit = self.grad == "implicit"
-        if self.backend == "native":
-            solution = solve_dual(gram_x, self.rho, self.C, tol=self.tol, max_iter=self.max_iter)
-            tol = self.tol or (1e-8 if gram_x.dtype == torch.float64 else 1e-5)
-            self.last_info = _native_info(solution, tol)
-            return implicit_beta(gram_x, solution) if implicit else solution.beta
-        from constrained_pairs.qp import solve_qp
-
+        if self.backend == "structured":
+            beta, self.last_info = svm_duals(
+                gram_x if implicit else gram_x.detach(),
+                rho=self.rho,
+                C=self.C,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                grad=self.grad,
+                return_info=True,
+                anchors=anchors,
+            )
+            return beta
         batch = gram_x.shape[0]
-        source = gram_x if implicit else gram_x.detach()
-        q = explicit_q(source, self.rho)
-        p = torch.full((batch, batch - 1), -2.0, dtype=q.dtype, device=q.device)
+        rows = torch.arange(batch, device=gram_x.device) if anchors is None else anchors
+        index = negatives_index(batch, gram_x.device)[rows]
+        q = q_on(gram_x if implicit else gram_x.detach(), rows, index, self.rho)
+        p = torch.full(index.shape, -2.0, dtype=q.dtype, device=q.device)
         with torch.set_grad_enabled(implicit and torch.is_grad_enabled()):
-            z, self.last_info = solve_qp(q, p, lower=0.0, upper=self.C, backend=self.backend,
-                                         tol=self.tol, return_info=True)
-        index = negatives_index(batch, gram_x.device)
-        return torch.zeros_like(gram_x).scatter(1, index, z)
-
-
-def _native_info(solution, tol: float) -> QPInfo:
-    """QPInfo of the structured solve; warns when some anchor's dual did not converge."""
-    converged = solution.converged
-    status = tuple(SOLVED if ok else MAX_ITER for ok in converged.tolist())
-    iterations = torch.full_like(converged, solution.iterations, dtype=torch.long)
-    if MAX_ITER in status:
-        warnings.warn(
-            f"MMCLLoss: {status.count(MAX_ITER)} of {len(status)} anchor duals did not converge "
-            f"(largest KKT residual {float(solution.kkt_residual.max()):.3g} > tol {tol:.3g}); "
-            "see MMCLLoss.last_info",
-            RuntimeWarning,
-            stacklevel=4,
+            z, self.last_info = solve_qp(
+                q,
+                p,
+                lower=0.0,
+                upper=self.C,
+                backend=self.backend,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                return_info=True,
+            )
+        return torch.zeros(index.shape[0], batch, dtype=z.dtype, device=z.device).scatter(
+            1, index, z
         )
-    return QPInfo(converged, iterations, solution.kkt_residual, status, "native", tol)

@@ -14,8 +14,8 @@ import torch
 
 from constrained_pairs.errors import UnsupportedOptionError
 from constrained_pairs.qp._bounds import finite_bound_columns, finite_bound_values, problem_span
-from constrained_pairs.qp.info import external_solution_report
 from constrained_pairs.qp.problem import QPProblem
+from constrained_pairs.qp.residual import external_solution_report
 
 
 @functools.lru_cache(maxsize=32)
@@ -73,8 +73,12 @@ def solve_cvxpylayers(problem: QPProblem, *, tol: float, max_iter: int):
     up_cols = finite_bound_columns(problem.upper)
     k = 0 if problem.A is None else problem.A.shape[-2]
     layer = _layer(
-        n, k, lo_cols.numel(), up_cols.numel(),
-        tuple(lo_cols.tolist()), tuple(up_cols.tolist()),
+        n,
+        k,
+        lo_cols.numel(),
+        up_cols.numel(),
+        tuple(lo_cols.tolist()),
+        tuple(up_cols.tolist()),
     )
     device, dtype = problem.p.device, problem.p.dtype
     args = [quadratic_factor(problem.Q), problem.p]

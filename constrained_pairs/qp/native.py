@@ -22,22 +22,36 @@ from dataclasses import dataclass
 
 import torch
 
-from constrained_pairs.qp.info import natural_residual
-from constrained_pairs.qp.kkt import KKTFactor, factorize, kkt_solve, matvec, refined_solve
+from constrained_pairs.qp.convexity import (
+    convexifying_shift,
+    nonconvex_problems,
+    recession_certificate,
+)
+from constrained_pairs.qp.kkt import (
+    KKTFactor,
+    factorize,
+    gather_rows,
+    kkt_solve,
+    matvec,
+    refined_solve,
+    times_free,
+)
+from constrained_pairs.qp.residual import residual_and_gradient
 
 _CHECK_RESIDUAL_AFTER = 15  # iterations after which a small KKT residual alone stops the loop
-
-
-def _lagrangian_gradient(Q, p, A, z, nu):
-    g = matvec(Q, z, p)
-    if A is not None:
-        g = g + (A.mT @ nu.unsqueeze(-1)).squeeze(-1)
-    return g
+_DENSE_PRODUCT = 1 << 20  # Q entries up to which a full product updates the gradient
 
 
 @dataclass
 class NativeResult:
-    """Solution, multipliers, final active set and factorisation of a native solve."""
+    """Solution, multipliers, final active set and factorisation of a native solve.
+
+    ``nonconvex`` flags problems whose Q is not PSD (found when a factorisation failed, or by the
+    up-front check), ``unbounded`` those whose last step certifies unboundedness
+    (:func:`~constrained_pairs.qp.convexity.recession_certificate`); ``min_eigenvalue`` holds
+    λ_min(Q) where it was computed (NaN elsewhere); ``Q`` is the matrix solved (Q + sI with a
+    convexifying shift s on the non-convex problems).
+    """
 
     z: torch.Tensor
     nu: torch.Tensor | None
@@ -48,23 +62,74 @@ class NativeResult:
     iterations: torch.Tensor
     done: torch.Tensor
     jittered: bool
+    nonconvex: torch.Tensor
+    unbounded: torch.Tensor
+    min_eigenvalue: torch.Tensor
+    Q: torch.Tensor
 
 
-def active_set_solve(Q, p, lower, upper, A, b, *, tol: float, max_iter: int) -> NativeResult:
+def _plus_times(g: torch.Tensor, Q: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    """``g + Q delta``: from the rows of delta's support when it is small, else one product."""
+    if delta.numel() * delta.shape[-1] <= _DENSE_PRODUCT:  # small: one product beats the sync
+        return matvec(Q, delta, g)
+    support = delta != 0
+    count = int(support.sum(-1).max())
+    if count == 0:
+        return g
+    if 3 * count > delta.shape[-1]:
+        return matvec(Q, delta, g)
+    index = torch.argsort((~support).to(torch.int8), dim=-1, stable=True)[:, :count]
+    return torch.baddbmm(
+        g.unsqueeze(-2), delta.gather(-1, index).unsqueeze(-2), gather_rows(Q, index)
+    ).squeeze(-2)
+
+
+def active_set_solve(
+    Q,
+    p,
+    lower,
+    upper,
+    A,
+    b,
+    *,
+    tol: float,
+    max_iter: int,
+    shift: torch.Tensor | None = None,
+    nonconvex: torch.Tensor | None = None,
+    min_eigenvalue: torch.Tensor | None = None,
+) -> NativeResult:
     """Primal-dual active-set iterations on a batch of box (+ equality) constrained QPs.
 
     All tensors are batched and share one dtype/device: Q ``(B, n, n)`` (symmetric PSD), p, lower,
     upper ``(B, n)`` (bounds may be ±inf), A ``(B, k, n)`` and b ``(B, k)`` or None. One host
-    synchronisation per iteration decides whether every active set has settled.
+    synchronisation per iteration decides whether every active set has settled. The gradient
+    ``g = Qz + p + Aᵀnu`` is updated from the rows of the free set (and of the variables that
+    moved to a bound) instead of a full product each iteration, and recomputed exactly whenever
+    convergence is checked. ``shift`` ``(B,)`` (with ``nonconvex`` flags and ``min_eigenvalue``
+    from an up-front check) regularises non-convex problems so that the batch carries on.
     """
     B, n = p.shape
     dtype, device = p.dtype, p.device
     eps = torch.finfo(dtype).eps
-    jitter = None  # regularisation of the free block, only once a factorisation fails (PSD Q)
+    false = torch.zeros(B, dtype=torch.bool, device=device)
+    nonconvex = false if nonconvex is None else nonconvex
+    checked = ~false if min_eigenvalue is not None else false.clone()
+    lam_min = (
+        torch.full((B,), float("nan"), dtype=torch.float64, device=device)
+        if min_eigenvalue is None
+        else min_eigenvalue.clone()
+    )
+    if shift is not None and bool(nonconvex.any()):  # solve Q + sI on the non-convex problems
+        Q = _shifted(Q, shift.to(dtype))
+    jitter = None  # regularisation of the free block, once a factorisation fails (PSD Q)
+    diag = Q.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
+    base = n * eps * torch.where(diag > 0, diag, torch.ones_like(diag))
     at_lower = torch.zeros(B, n, dtype=torch.bool, device=device)
     at_upper = torch.zeros_like(at_lower)
     z = torch.zeros_like(p)
     nu = None if A is None else torch.zeros_like(b)
+    g = p  # the gradient of the Lagrangian at (z, nu) = (0, 0)
+    step = torch.zeros_like(p)
     margin = 1e-2 * tol
     neg_g_tol = -margin * (1 + p.abs().amax(-1, keepdim=True))
     finite_bounds = torch.cat([lower, upper], -1)
@@ -74,84 +139,159 @@ def active_set_solve(Q, p, lower, upper, A, b, *, tol: float, max_iter: int) -> 
     free_mask = torch.ones(B, n, dtype=torch.bool, device=device)
     sizes = (n, n)
     history = []  # per iteration: which problems changed their active set
+    residual = None
     for it in range(1, max_iter + 1):
         x = torch.where(at_lower, lower, torch.where(at_upper, upper, z))
         fac, failed = factorize(Q, free_mask, A, jitter, sizes)
         # Newton step on the KKT system of the current active set (exact once it is right);
         # each step starts from the last point, so it also refines the previous solve
-        g = _lagrangian_gradient(Q, p, A, x, nu)
+        g_x = g if it == 1 else _plus_times(g, Q, x - z)  # nothing is fixed before the first step
         r_bot = None if A is None else b - (A @ x.unsqueeze(-1)).squeeze(-1)
-        x, dnu = kkt_solve(fac, g.neg(), r_bot, base=x)
+        dx, dnu = kkt_solve(fac, g_x.neg(), r_bot)
+        x = x + dx
         nu_new = None if nu is None else nu + dnu
-        g = _lagrangian_gradient(Q, p, A, x, nu_new)
+        if it == 1 and jitter is None:  # the unconstrained Newton step zeroes the gradient
+            g_new = torch.zeros_like(g_x)
+        else:
+            g_new = times_free(fac, Q, dx, g_x)
+            if A is not None:
+                g_new = g_new + (A.mT @ dnu.unsqueeze(-1)).squeeze(-1)
         # active-set update from the primal values (free variables) and multiplier signs (fixed)
-        new_lower = torch.where(free_mask, x < below_lower, at_lower & (g > neg_g_tol))
-        new_upper = torch.where(free_mask, x > above_upper, at_upper & (g < -neg_g_tol))
+        new_lower = torch.where(free_mask, x < below_lower, at_lower & (g_new > neg_g_tol))
+        new_upper = torch.where(free_mask, x > above_upper, at_upper & (g_new < -neg_g_tol))
         changed = ((new_lower ^ at_lower) | (new_upper ^ at_upper)).any(-1)
         new_free = ~(new_lower | new_upper)
         count = new_free.sum(-1)
-        stats = torch.stack([count.min(), count.max(), changed.sum(), failed.sum()]).tolist()
-        if stats[3] and it < max_iter:  # singular free block: retry with a larger jitter
-            if jitter is None:
-                diag = Q.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
-                jitter = torch.zeros_like(diag)
-                base = n * eps * torch.where(diag > 0, diag, torch.ones_like(diag))
-            bumped = torch.maximum(jitter * 1e3, base)
-            jitter = torch.where(failed.unsqueeze(-1), bumped, jitter)
-            continue
-        z, nu = x, nu_new
+        stats = torch.cat(
+            [torch.stack(torch.aminmax(count)), changed.sum(0, True), failed.sum(0, True)]
+        ).tolist()
+        if stats[3]:  # a failed factorisation: non-convex Q, or a singular PSD free block
+            fresh = failed & ~checked
+            if bool(fresh.any()):
+                bad, lam = nonconvex_problems(Q[fresh], dtype)
+                lam_min[fresh] = lam
+                new_bad = torch.zeros_like(fresh)
+                new_bad[fresh] = bad
+                checked = checked | fresh
+                if bool(new_bad.any()):  # from now on solve Q + sI there (status: nonconvex)
+                    nonconvex = nonconvex | new_bad
+                    shift = torch.where(new_bad, convexifying_shift(lam_min.nan_to_num()), 0.0)
+                    Q = _shifted(Q, shift.to(dtype))
+                    g = (
+                        matvec(Q, z, p)
+                        if nu is None
+                        else matvec(Q, z, p) + (A.mT @ nu.unsqueeze(-1)).squeeze(-1)
+                    )
+                    failed = failed & ~new_bad
+            if it < max_iter:  # retry (a jitter on the singular PSD blocks)
+                if bool(failed.any()):
+                    jitter = torch.zeros_like(diag) if jitter is None else jitter
+                    bumped = torch.maximum(jitter * 1e3, base)
+                    jitter = torch.where(failed.unsqueeze(-1), bumped, jitter)
+                continue
+        z, nu, g, step = x, nu_new, g_new, dx
         used = (fac, at_lower, at_upper)  # the active set z was computed with
         history.append(changed)
         # converged: no active set changes; after many iterations also accept a point whose
         # KKT residual is below tol (degenerate variables may flip within round-off)
         if stats[2] == 0 or it >= _CHECK_RESIDUAL_AFTER:
-            residual = natural_residual(Q, p, lower, upper, A, b, z, nu)
+            residual, g = residual_and_gradient(Q, p, lower, upper, A, b, z, nu)
             unfinished = residual > tol
             if not bool(unfinished.any()):
                 break
             if stats[2] == 0:  # right active set, inexact step (jittered PSD block): refine
                 history[-1] = unfinished
+        residual = None
         at_lower, at_upper, free_mask = new_lower, new_upper, new_free
         sizes = (stats[0], stats[1])
-    else:
-        residual = natural_residual(Q, p, lower, upper, A, b, z, nu)
+    if residual is None:
+        residual, _ = residual_and_gradient(Q, p, lower, upper, A, b, z, nu)
     done = residual <= tol
     # iterations until the active set stopped changing: one past the last change
     steps = torch.arange(1, len(history) + 1, device=device).unsqueeze(-1)
     last_change = (torch.stack(history) * steps).amax(0)
     iterations = torch.clamp(last_change + 1, max=len(history))
+    unbounded = false
+    if jitter is not None and not bool(done.all()):  # only a singular Q can be unbounded
+        candidates = ~done & ~nonconvex
+        unbounded = candidates & (
+            recession_certificate(Q, p, lower, upper, A, step)
+            | recession_certificate(Q, p, lower, upper, A, z)
+        )
     z = torch.minimum(torch.maximum(z, lower), upper)
     fac, at_lower, at_upper = used
     jittered = jitter is not None
-    return NativeResult(z, nu, at_lower, at_upper, fac, residual, iterations, done, jittered)
+    return NativeResult(
+        z,
+        nu,
+        at_lower,
+        at_upper,
+        fac,
+        residual,
+        iterations,
+        done,
+        jittered,
+        nonconvex,
+        unbounded,
+        lam_min,
+        Q,
+    )
+
+
+def _shifted(Q: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``Q + diag(shift)`` per problem, as a new tensor."""
+    Q = Q.clone()
+    Q.diagonal(dim1=-2, dim2=-1).add_(shift.unsqueeze(-1))
+    return Q
 
 
 class NativeQPFunction(torch.autograd.Function):
     """``z*(Q, p, lower, upper, A, b)`` with the implicit-function-theorem backward."""
 
     @staticmethod
-    def forward(ctx, Q, p, lower, upper, A, b, tol, max_iter, out):
+    def forward(ctx, Q, p, lower, upper, A, b, tol, max_iter, check_convexity, out):
         # ½zᵀQz sees only ½(Q + Qᵀ); the gradient below is symmetric, hence also the gradient
-        # with respect to the unsymmetrised Q
-        Q = (Q + Q.mT).mul_(0.5)
-        res = active_set_solve(Q, p, lower, upper, A, b, tol=tol, max_iter=max_iter)
+        # with respect to the unsymmetrised Q (an exactly symmetric Q is used as it is)
+        if not torch.equal(Q, Q.mT):
+            Q = (Q + Q.mT).mul_(0.5)
+        shift = nonconvex = lam = None
+        if check_convexity:
+            nonconvex, lam = nonconvex_problems(Q, Q.dtype)
+            shift = convexifying_shift(lam)
+        # the iterations create many small tensors that autograd never sees: inference mode
+        # skips their version counters; what leaves the solver is cloned out of it
+        with torch.inference_mode():
+            res = active_set_solve(
+                Q,
+                p,
+                lower,
+                upper,
+                A,
+                b,
+                tol=tol,
+                max_iter=max_iter,
+                shift=shift,
+                nonconvex=nonconvex,
+                min_eigenvalue=lam,
+            )
+        z = res.z.clone()
         out.append(res)
-        ctx.save_for_backward(Q, A, res.z)
-        ctx.res = res
-        return res.z
+        ctx.save_for_backward(A, z)
+        ctx.Q, ctx.res = res.Q, res  # Q may be an inference tensor (a shifted copy)
+        return z
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_z):
-        Q, A, z = ctx.saved_tensors
-        res: NativeResult = ctx.res
+        A, z = ctx.saved_tensors
+        Q, res = ctx.Q, ctx.res
         fac = res.factor
         # [w; w_nu] solves the reduced KKT system against the free part of the incoming gradient;
         # w is zero on fixed variables, so w and w_nu carry every parameter's gradient
         r_bot = None if A is None else torch.zeros_like(res.nu)
         # a jittered (PSD) factorisation is refined against the exact reduced KKT matrix
         w, w_nu = refined_solve(Q, A, fac, grad_z, r_bot, steps=int(res.jittered))
-        grads = [None] * 9
+        grads = [None] * 10
         need = ctx.needs_input_grad
         if need[0]:  # -½(w zᵀ + z wᵀ), without a transposed (strided) pass
             half = -0.5 * w
@@ -175,8 +315,14 @@ class NativeQPFunction(torch.autograd.Function):
         return tuple(grads)
 
 
-def solve_native(Q, p, lower, upper, A, b, *, tol: float, max_iter: int):
-    """Solve the batch and return ``(z, NativeResult)``; z is differentiable in every input."""
+def solve_native(
+    Q, p, lower, upper, A, b, *, tol: float, max_iter: int, check_convexity: bool = False
+):
+    """Solve the batch and return ``(z, NativeResult)``; z is differentiable in every input.
+
+    ``check_convexity``: compute every λ_min(Q) up front (otherwise only for the problems whose
+    factorisation fails, which every non-PSD Q does at the first, unconstrained, iteration).
+    """
     out: list[NativeResult] = []
-    z = NativeQPFunction.apply(Q, p, lower, upper, A, b, tol, max_iter, out)
+    z = NativeQPFunction.apply(Q, p, lower, upper, A, b, tol, max_iter, check_convexity, out)
     return z, out[0]

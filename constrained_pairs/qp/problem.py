@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from constrained_pairs._validation import as_tensor
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+from constrained_pairs.qp.info import default_tol
 
 
 @dataclass
@@ -40,10 +42,21 @@ class QPProblem:
         return replace(self, Q=0.5 * (self.Q + self.Q.mT))
 
 
+def _as_real(name: str, value, *, dtype=None, device=None, ndim=None, finite=True):
+    """:func:`as_tensor` that refuses complex and bool data instead of casting it silently."""
+    t = as_tensor(name, value, device=device, ndim=ndim, finite=False)
+    if t.is_complex() or t.dtype == torch.bool:
+        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    t = t if dtype is None else t.to(dtype)
+    if finite:
+        _check_finite(name, t)
+    return t
+
+
 def _bound(name, value, default, B, n, dtype, device) -> torch.Tensor:
     if value is None:
         return torch.full((B, n), default, dtype=dtype, device=device)
-    t = as_tensor(name, value, dtype=dtype, device=device, ndim=(0, 1, 2), finite=False)
+    t = _as_real(name, value, dtype=dtype, device=device, ndim=(0, 1, 2), finite=False)
     if bool(torch.isnan(t).any()):
         raise InvalidArgumentError(f"{name} contains NaN")
     if bool((t == -default).any()):
@@ -69,7 +82,7 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
 
 def make_problem(Q, p, lower, upper, A, b) -> QPProblem:
     """Validate the user's arguments and broadcast them to a common batch (SPEC §3)."""
-    Q = as_tensor("Q", Q, ndim=(2, 3), finite=False)
+    Q = _as_real("Q", Q, ndim=(2, 3), finite=False)
     dtype = Q.dtype if Q.dtype in (torch.float32, torch.float64) else torch.get_default_dtype()
     Q = Q.to(dtype)
     _check_finite("Q", Q)
@@ -79,7 +92,7 @@ def make_problem(Q, p, lower, upper, A, b) -> QPProblem:
     n = Q.shape[-1]
     if n == 0:
         raise InvalidArgumentError("Q must have at least one variable, got n = 0")
-    p = as_tensor("p", p, dtype=dtype, device=device, ndim=(1, 2))
+    p = _as_real("p", p, dtype=dtype, device=device, ndim=(1, 2))
     if p.shape[-1] != n:
         raise InvalidArgumentError(
             f"p must have {n} entries to match Q, got shape {tuple(p.shape)}"
@@ -87,8 +100,8 @@ def make_problem(Q, p, lower, upper, A, b) -> QPProblem:
     if (A is None) != (b is None):
         raise InvalidArgumentError("A and b must be given together (equality constraints Az = b)")
     if A is not None:
-        A = as_tensor("A", A, dtype=dtype, device=device, ndim=(2, 3))
-        b = as_tensor("b", b, dtype=dtype, device=device, ndim=(1, 2))
+        A = _as_real("A", A, dtype=dtype, device=device, ndim=(2, 3))
+        b = _as_real("b", b, dtype=dtype, device=device, ndim=(1, 2))
         if A.shape[-1] != n:
             raise InvalidArgumentError(f"A must have {n} columns to match Q, got {tuple(A.shape)}")
         if A.shape[-2] != b.shape[-1]:
@@ -152,14 +165,15 @@ def _check_equality_feasible(A, b, lower, upper) -> None:
 def check_options(tol: Any, max_iter: Any, dtype: torch.dtype) -> tuple[float, int | None]:
     """Default and check ``tol`` (1e-8 in float64, 1e-5 in float32) and ``max_iter``."""
     if tol is None:
-        tol = 1e-8 if dtype == torch.float64 else 1e-5
-    if isinstance(tol, bool) or not isinstance(tol, int | float):
+        tol = default_tol(dtype)
+    if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating):
         raise InvalidTypeError(f"tol must be a positive number, got {tol!r}")
     if not tol > 0 or tol != tol or tol == float("inf"):
         raise InvalidArgumentError(f"tol must be a finite number > 0, got {tol!r}")
     if max_iter is not None:
-        if isinstance(max_iter, bool) or not isinstance(max_iter, int):
+        if isinstance(max_iter, bool) or not isinstance(max_iter, int | np.integer):
             raise InvalidTypeError(f"max_iter must be a positive integer, got {max_iter!r}")
         if max_iter < 1:
             raise InvalidArgumentError(f"max_iter must be >= 1, got {max_iter}")
+        max_iter = int(max_iter)
     return float(tol), max_iter

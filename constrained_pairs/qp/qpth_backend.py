@@ -12,8 +12,8 @@ import torch
 
 from constrained_pairs.errors import UnsupportedOptionError
 from constrained_pairs.qp._bounds import finite_bound_columns, finite_bound_values, problem_span
-from constrained_pairs.qp.info import external_solution_report
 from constrained_pairs.qp.problem import QPProblem
+from constrained_pairs.qp.residual import external_solution_report
 
 
 def _import_qpth():
@@ -57,10 +57,19 @@ def solve_qpth(problem: QPProblem, *, tol: float, max_iter: int):
     else:
         A, b = problem.A, problem.b
     layer = QPFunction(
-        eps=min(tol, 1e-12), verbose=-1, maxIter=max_iter, solver=QPSolvers.PDIPM_BATCHED,
+        eps=min(tol, 1e-12),
+        verbose=-1,
+        maxIter=max_iter,
+        solver=QPSolvers.PDIPM_BATCHED,
         check_Q_spd=False,
     )
     # qpth's interior point stalls around 1e-3 in float32: it always runs in float64
     wide = [t.to(torch.float64) for t in (problem.Q, problem.p, G, h, A, b)]
-    z = layer(*wide).to(problem.p.dtype)
+    try:
+        z = layer(*wide).to(problem.p.dtype)
+    except RuntimeError as exc:  # qpth LU-factors Q itself: a singular (PSD) Q fails there
+        raise UnsupportedOptionError(
+            "backend='qpth' needs a positive definite Q (its LU factorisation of Q failed: Q is "
+            "singular); use backend='native' or 'cvxpylayers' for a PSD, singular Q"
+        ) from exc
     return (z, *external_solution_report(problem, z))

@@ -48,3 +48,26 @@ def test_info_nce_gradcheck_and_bad_inputs():
         info_nce(z1, z2, temperature=0.0)
     with pytest.raises(ValueError, match="temperature"):
         InfoNCELoss(temperature=-1.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"temperature": float("nan")}, ValueError, "temperature"),
+        ({"temperature": float("inf")}, ValueError, "temperature"),
+        ({"temperature": "0.1"}, TypeError, "temperature"),
+        ({"gather": "yes"}, TypeError, "gather"),
+        ({"gather": True}, ValueError, "gather=True"),  # no process group here
+    ],
+)
+def test_info_nce_validates_its_options(kwargs, error, match):
+    z1, z2 = torch.randn(4, 3), torch.randn(4, 3)
+    with pytest.raises(error, match=match):
+        info_nce(z1, z2, **kwargs)
+
+
+def test_info_nce_rejects_non_tensors_and_integer_embeddings():
+    with pytest.raises(TypeError, match="z1"):
+        info_nce([[1.0, 0.0], [0.0, 1.0]], torch.eye(2))
+    with pytest.raises(TypeError, match="z2"):
+        info_nce(torch.eye(2), torch.eye(2, dtype=torch.long))

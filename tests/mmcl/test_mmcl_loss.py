@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from constrained_pairs.mmcl import MMCLLoss, explicit_q, kernel_matrix, solve_dual
-from constrained_pairs.mmcl.dual import batched_q_times, negatives_index
+from constrained_pairs.mmcl import MMCLLoss, explicit_q, kernel_matrix
 from constrained_pairs.qp import solve_qp
+from constrained_pairs.qp.svm import solve_dual
+from constrained_pairs.qp.svm_structure import batched_q_times, negatives_index
 
 SIGMA, RHO, COEF0, DEGREE = 5.0, 0.1, 0.5, 3
-CASES = [("rbf", None), ("rbf", 0.4), ("linear", None), ("linear", 0.4), ("poly", None),
-         ("poly", 0.4)]
+CASES = [
+    ("rbf", None),
+    ("rbf", 0.4),
+    ("linear", None),
+    ("linear", 0.4),
+    ("poly", None),
+    ("poly", 0.4),
+]
 
 
 def views(batch=8, dim=5, seed=0, dtype=torch.float64):
@@ -43,8 +50,13 @@ def cvxpy_betas(x, kernel, C):
     betas = np.zeros((batch, batch))
     for t in range(batch):
         idx = [j for j in range(batch) if j != t]
-        q = (k[t, t] + RHO * np.eye(batch - 1) + k[np.ix_(idx, idx)]
-             - k[t, idx][:, None] - k[t, idx][None, :])
+        q = (
+            k[t, t]
+            + RHO * np.eye(batch - 1)
+            + k[np.ix_(idx, idx)]
+            - k[t, idx][:, None]
+            - k[t, idx][None, :]
+        )
         beta = cp.Variable(batch - 1)
         constraints = [beta >= 0] + ([beta <= C] if C is not None else [])
         objective = cp.Minimize(0.5 * cp.quad_form(beta, cp.psd_wrap(q)) - 2 * cp.sum(beta))
@@ -71,7 +83,7 @@ def test_value_and_duals_match_cvxpy(kernel, C):
     assert abs(float(value) - expected) < 1e-6
     np.testing.assert_allclose(loss_fn.last_beta.numpy(), betas, atol=1e-6)
     info = loss_fn.last_info
-    assert info.all_converged and set(info.status) == {"solved"}
+    assert info.all_converged and set(info.status) == {"optimal"}
     assert float(info.kkt_residual.max()) < 1e-10
 
 
@@ -103,10 +115,12 @@ def test_detach_gradient_matches_formula_with_fixed_beta(kernel):
         norms = np.linalg.norm(raw, axis=1, keepdims=True)
         return (grad - (grad * unit).sum(1, keepdims=True) * unit) / norms
 
-    np.testing.assert_allclose(a.grad.numpy(), through_normalisation(z1.numpy(), x, grad_x),
-                               atol=1e-7)
-    np.testing.assert_allclose(b.grad.numpy(), through_normalisation(z2.numpy(), z, grad_z),
-                               atol=1e-7)
+    np.testing.assert_allclose(
+        a.grad.numpy(), through_normalisation(z1.numpy(), x, grad_x), atol=1e-7
+    )
+    np.testing.assert_allclose(
+        b.grad.numpy(), through_normalisation(z2.numpy(), z, grad_z), atol=1e-7
+    )
 
 
 @pytest.mark.parametrize("kernel,C", [("rbf", None), ("linear", 0.4), ("poly", None)])
@@ -114,8 +128,7 @@ def test_implicit_gradient_gradcheck(kernel, C):
     z1, z2 = views(batch=7, dim=4, seed=2)
     loss_fn = MMCLLoss(kernel=kernel, C=C, grad="implicit")
     inputs = (z1.requires_grad_(), z2.requires_grad_())
-    assert torch.autograd.gradcheck(loss_fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(loss_fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
 
 
 @pytest.mark.parametrize("kernel,C", [("rbf", None), ("poly", 0.4)])
@@ -150,11 +163,11 @@ def test_implicit_and_detach_differ_only_by_the_beta_path():
     assert (grads["detach"] - grads["implicit"]).abs().max() > 1e-6
 
 
-@pytest.mark.parametrize("backend", ["qpth", "cvxpylayers"])
+@pytest.mark.parametrize("backend", ["native", "qpth", "cvxpylayers"])
 def test_generic_backends_agree_in_value_and_implicit_gradient(backend):
     z1, z2 = views(batch=6, dim=4, seed=5)
     results = []
-    for name in ("native", backend):
+    for name in ("structured", backend):
         a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
         loss_fn = MMCLLoss(C=0.5, grad="implicit", backend=name)
         value = loss_fn(a, b)
@@ -210,7 +223,7 @@ def test_non_convergence_is_reported_not_silent():
     with pytest.warns(RuntimeWarning, match="did not converge"):
         value = loss_fn(z1, z2)
     assert torch.isfinite(value)
-    assert "max_iter_reached" in loss_fn.last_info.status
+    assert "max_iter" in loss_fn.last_info.status
     assert not loss_fn.last_info.all_converged
 
 
@@ -252,12 +265,13 @@ def test_bad_options_raise_value_error(options, match):
 @pytest.mark.parametrize("density", [0.2, 0.9])
 def test_free_set_solver_both_paths_match_dense_solves(kernel, density):
     # density 0.2: Cholesky on the free block; 0.9: Woodbury + Schur complement on the bound set.
-    from constrained_pairs.mmcl.dual import FreeSetSolver, _ComplementBlock
+    from constrained_pairs.qp.svm_free_set import FreeSetSolver, _ComplementBlock
 
     gen = torch.Generator().manual_seed(9)
     size = 12
-    x = torch.nn.functional.normalize(torch.randn(size, 4, generator=gen, dtype=torch.float64),
-                                      dim=1)
+    x = torch.nn.functional.normalize(
+        torch.randn(size, 4, generator=gen, dtype=torch.float64), dim=1
+    )
     kernel_mat = kernel_matrix(x, x, kernel)
     free = (torch.rand(size, size, generator=gen) < density).fill_diagonal_(False)
     rhs = torch.randn(size, size, generator=gen, dtype=torch.float64)
@@ -267,8 +281,7 @@ def test_free_set_solver_both_paths_match_dense_solves(kernel, density):
     for t in range(size):
         f = np.nonzero(free[t].numpy())[0]
         k = kernel_mat.numpy()
-        q = (k[t, t] + RHO * np.eye(len(f)) + k[np.ix_(f, f)] - k[t, f][:, None]
-             - k[t, f][None, :])
+        q = k[t, t] + RHO * np.eye(len(f)) + k[np.ix_(f, f)] - k[t, f][:, None] - k[t, f][None, :]
         expected = np.linalg.solve(q, rhs[t, f].numpy()) if len(f) else np.zeros(0)
         np.testing.assert_allclose(out[t].numpy()[f], expected, atol=1e-10, rtol=1e-10)
         assert float(out[t][~free[t]].abs().max()) == 0.0
@@ -278,27 +291,83 @@ def test_nearly_collapsed_embeddings_large_free_sets():
     # An untrained encoder maps everything close together: almost every negative is a support
     # vector, the regime of the complement path.
     gen = torch.Generator().manual_seed(10)
-    z1 = torch.ones(48, 8, dtype=torch.float64) + 0.05 * torch.randn(48, 8, generator=gen,
-                                                                       dtype=torch.float64)
-    solution = solve_dual(kernel_matrix(torch.nn.functional.normalize(z1, dim=1),
-                                        torch.nn.functional.normalize(z1, dim=1)), RHO)
+    z1 = torch.ones(48, 8, dtype=torch.float64) + 0.05 * torch.randn(
+        48, 8, generator=gen, dtype=torch.float64
+    )
+    solution = solve_dual(
+        kernel_matrix(
+            torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(z1, dim=1)
+        ),
+        RHO,
+    )
     assert bool(solution.converged.all())
     assert float((solution.beta > 0).sum(1).double().mean()) > 24
     x = torch.nn.functional.normalize(z1, dim=1)
     q = explicit_q(kernel_matrix(x, x), RHO)
     reference = solve_qp(q, torch.full((48, 47), -2.0, dtype=torch.float64), lower=0.0)
-    torch.testing.assert_close(torch.gather(solution.beta, 1, negatives_index(48)), reference,
-                               atol=1e-7, rtol=1e-7)
+    torch.testing.assert_close(
+        torch.gather(solution.beta, 1, negatives_index(48)), reference, atol=1e-7, rtol=1e-7
+    )
 
 
 def test_implicit_gradient_gradcheck_through_the_complement_path():
     gen = torch.Generator().manual_seed(11)
-    z1 = torch.ones(8, 3, dtype=torch.float64) + 0.1 * torch.randn(8, 3, generator=gen,
-                                                                     dtype=torch.float64)
+    z1 = torch.ones(8, 3, dtype=torch.float64) + 0.1 * torch.randn(
+        8, 3, generator=gen, dtype=torch.float64
+    )
     z2 = z1 + 0.1 * torch.randn(8, 3, generator=gen, dtype=torch.float64)
     loss_fn = MMCLLoss(grad="implicit")
     loss_fn(z1, z2)
     assert float((loss_fn.last_beta > 0).sum(1).double().min()) > 4.5  # |F| > |A|: complement
     inputs = (z1.requires_grad_(), z2.requires_grad_())
-    assert torch.autograd.gradcheck(loss_fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4,
-                                    fast_mode=True)
+    assert torch.autograd.gradcheck(loss_fn, inputs, eps=1e-6, atol=1e-6, rtol=1e-4, fast_mode=True)
+
+
+@pytest.mark.parametrize(
+    "options,error,match",
+    [
+        ({"max_iter": 0}, ValueError, "max_iter"),
+        ({"max_iter": 2.5}, TypeError, "max_iter"),
+        ({"tol": -1e-3}, ValueError, "tol"),
+        ({"tol": float("nan")}, ValueError, "tol"),
+        ({"coef0": float("inf")}, ValueError, "coef0"),
+        ({"sigma": float("nan")}, ValueError, "sigma"),
+        ({"sigma": float("inf")}, ValueError, "sigma"),
+        ({"rho": float("inf")}, ValueError, "rho"),
+        ({"C": float("inf")}, ValueError, "C"),
+        ({"sigma": "5"}, TypeError, "sigma"),
+        ({"degree": 2.5}, TypeError, "degree"),
+        ({"gather": 1}, TypeError, "gather"),
+        ({"backend": "native-structured"}, ValueError, "backend"),
+    ],
+)
+def test_every_hyper_parameter_is_validated(options, error, match):
+    with pytest.raises(error, match=match):
+        MMCLLoss(**options)
+
+
+def test_max_iter_and_tol_set_later_are_validated_too():
+    loss_fn = MMCLLoss()
+    with pytest.raises(ValueError, match="max_iter"):
+        loss_fn.max_iter = 0
+    with pytest.raises(ValueError, match="tol"):
+        loss_fn.tol = 0.0
+    loss_fn.max_iter, loss_fn.tol = 7, 1e-6
+    assert (loss_fn.max_iter, loss_fn.tol) == (7, 1e-6)
+
+
+def test_half_precision_and_integer_embeddings_are_refused():
+    with pytest.raises(ValueError, match="float16"):
+        MMCLLoss()(torch.randn(4, 3).half(), torch.randn(4, 3).half())
+    with pytest.raises(TypeError, match="floating"):
+        MMCLLoss()(torch.ones(4, 3, dtype=torch.long), torch.ones(4, 3, dtype=torch.long))
+
+
+@pytest.mark.parametrize("backend,max_iter", [("native", 40), ("qpth", 40), ("cvxpylayers", 5000)])
+def test_explicit_backends_take_tol_and_max_iter(backend, max_iter):
+    z1, z2 = views(batch=6, dim=4, seed=12)
+    loss_fn = MMCLLoss(backend=backend, C=1.0, tol=1e-6, max_iter=max_iter)
+    value = loss_fn(z1, z2)
+    reference = MMCLLoss(C=1.0)(z1, z2)
+    assert loss_fn.last_info.backend == backend and loss_fn.last_info.tol == 1e-6
+    assert abs(float(value) - float(reference)) < 1e-5

@@ -17,7 +17,7 @@ def random_spd(B: int, n: int, *, rank: int | None = None, ridge: float = 0.1, d
 def mmcl_problem(B: int, *, rho: float = 0.1, sigma: float = 5.0, dtype=torch.float64):
     """The SPEC §3 reduced SVM dual: B problems of B−1 variables with an RBF kernel."""
     x = torch.nn.functional.normalize(torch.randn(B, 16, dtype=torch.float64), dim=1)
-    K = torch.exp(-torch.cdist(x, x) ** 2 / sigma)
+    K = torch.exp(-(torch.cdist(x, x) ** 2) / sigma)
     idx = torch.stack([torch.cat([torch.arange(t), torch.arange(t + 1, B)]) for t in range(B)])
     Kn = K[idx[:, :, None], idx[:, None, :]]
     kt = K[torch.arange(B)[:, None], idx]

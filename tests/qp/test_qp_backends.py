@@ -26,10 +26,16 @@ CASES = {
     "box": lambda B, n: (0.0, 1.0, None, None),
     "lower_only": lambda B, n: (0.0, None, None, None),
     "box_equality": lambda B, n: (
-        -1.0, 1.0, torch.sign(torch.randn(B, 1, n, dtype=F64)), torch.zeros(B, 1, dtype=F64)
+        -1.0,
+        1.0,
+        torch.sign(torch.randn(B, 1, n, dtype=F64)),
+        torch.zeros(B, 1, dtype=F64),
     ),
     "tensor_bounds": lambda B, n: (
-        -torch.rand(B, n, dtype=F64), torch.rand(B, n, dtype=F64), None, None
+        -torch.rand(B, n, dtype=F64),
+        torch.rand(B, n, dtype=F64),
+        None,
+        None,
     ),
 }
 

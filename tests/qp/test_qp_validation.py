@@ -45,10 +45,12 @@ BAD = {
     "inf in p": (_with(p=inf_p), "p contains non-finite"),
     "A without b": (_with(A=torch.ones(B, 1, N, dtype=F64)), "A and b"),
     "A wrong columns": (
-        _with(A=torch.ones(B, 1, N + 1, dtype=F64), b=torch.zeros(B, 1, dtype=F64)), "columns"
+        _with(A=torch.ones(B, 1, N + 1, dtype=F64), b=torch.zeros(B, 1, dtype=F64)),
+        "columns",
     ),
     "b wrong length": (
-        _with(A=torch.ones(B, 1, N, dtype=F64), b=torch.zeros(B, 2, dtype=F64)), "b must have"
+        _with(A=torch.ones(B, 1, N, dtype=F64), b=torch.zeros(B, 2, dtype=F64)),
+        "b must have",
     ),
     "inconsistent equalities": (
         _with(A=torch.ones(B, 2, N, dtype=F64), b=torch.tensor([[0.0, 1.0]] * B, dtype=F64)),
@@ -59,7 +61,8 @@ BAD = {
         "infeasible",
     ),
     "zero row with nonzero b": (
-        _with(A=torch.zeros(B, 1, N, dtype=F64), b=torch.ones(B, 1, dtype=F64)), "infeasible"
+        _with(A=torch.zeros(B, 1, N, dtype=F64), b=torch.ones(B, 1, dtype=F64)),
+        "infeasible",
     ),
     "NaN in b": (
         _with(A=torch.ones(B, 1, N, dtype=F64), b=torch.full((B, 1), float("nan"), dtype=F64)),
