@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -213,23 +212,21 @@ def quality(dataset, epochs, seeds, device, quick):
             torch.manual_seed(seed)
             encoder = small_cnn(side=side, dim=dim, width=width)
             curve = []
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "ckpt.pt"
-                for epoch in range(1, epochs + 1):
-                    pretrain(
-                        encoder,
-                        train[0],
-                        make(),
-                        epochs=epoch,
-                        batch_size=256,
-                        lr=3e-3,
-                        augment=DigitAugment(),
-                        device=device,
-                        seed=seed,
-                        progress=False,
-                        checkpoint=path,
-                    )
-                    curve.append(linear_probe(encoder, train, test))
+            pretrain(  # one run, probed at the end of every epoch (the callback)
+                encoder,
+                train[0],
+                make(),
+                epochs=epochs,
+                batch_size=256,
+                lr=3e-3,
+                augment=DigitAugment(),
+                device=device,
+                seed=seed,
+                progress=False,
+                callback=lambda record, curve=curve, encoder=encoder: curve.append(
+                    linear_probe(encoder, train, test)
+                ),
+            )
             curves[name].append(curve)
             print(
                 f"  {dataset} seed {seed} {name}: " + " ".join(f"{a:.3f}" for a in curve),

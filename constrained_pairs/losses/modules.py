@@ -154,9 +154,12 @@ class TripletLoss(_Loss):
 class InfoNCELoss(_Loss):
     """:func:`~constrained_pairs.losses.info_nce` as a module: ``loss(z1, z2)``."""
 
-    def __init__(self, temperature: float = 0.1, reduction: str = "mean") -> None:
+    def __init__(
+        self, temperature: float = 0.1, reduction: str = "mean", *, gather: bool | None = None
+    ) -> None:
         super().__init__(reduction)
         self.temperature = check_real("temperature", temperature, minimum=0, open_minimum=True)
+        self.gather = gather
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        return nce.info_nce(z1, z2, self.temperature, self.reduction)
+        return nce.info_nce(z1, z2, self.temperature, self.reduction, gather=self.gather)
