@@ -176,15 +176,21 @@ class Tanh(_Checked, nn.Tanh):
 
 
 class ReLU(_Checked, nn.ReLU):
-    """``torch.nn.ReLU``, checking its input (integer tensors allowed)."""
+    """``torch.nn.ReLU``, checking its input (integer tensors allowed) and ``inplace``."""
 
     floating = False
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(check_flag("inplace", inplace))
 
 
 class ReLU6(_Checked, nn.ReLU6):
-    """``torch.nn.ReLU6``, checking its input (integer tensors allowed)."""
+    """``torch.nn.ReLU6``, checking its input (integer tensors allowed) and ``inplace``."""
 
     floating = False
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__(check_flag("inplace", inplace))
 
 
 class LeakyReLU(_Checked, nn.LeakyReLU):

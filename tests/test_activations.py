@@ -219,3 +219,13 @@ def test_checks_name_the_argument():
     assert isinstance(prelu, torch.nn.PReLU) and prelu.weight.shape == (3,)
     torch.testing.assert_close(prelu(x), torch.nn.functional.prelu(x, prelu.weight))
     torch.testing.assert_close(act.LeakyReLU(0.2)(x), torch.nn.LeakyReLU(0.2)(x))
+
+
+def test_relu_modules_check_inplace():
+    from constrained_pairs import activations as act
+    from constrained_pairs.errors import InvalidTypeError
+
+    for cls in (act.ReLU, act.ReLU6):
+        with pytest.raises(InvalidTypeError, match="inplace"):
+            cls(inplace="yes")
+        assert cls(inplace=True).inplace is True
