@@ -3,22 +3,26 @@ collapse to one class; and the optimal-transport radius W₁(A, P)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
-from constrained_pairs._validation import as_tensor
 from constrained_pairs.errors import InvalidArgumentError, UnboundedProblemError
+from constrained_pairs.join.hinges import hinge_at
 from constrained_pairs.join.objective import features
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.join.wasserstein import (  # noqa: F401 - re-exported
+    WassersteinEstimate,
+    wasserstein_estimate,
+    wasserstein_radius,
+)
 
 #: A prediction is "collapsed" when one class takes at least this share of the predictions.
 COLLAPSE_SHARE = 0.95
+#: The hinge counts as inactive when it is positive on at most this share of the pairs.
+INACTIVE_SHARE = 1e-3
 
 
 @dataclass
@@ -33,6 +37,9 @@ class Diagnostics:
             (each point weighted by how many pairs it is in).
         prediction_entropy: entropy (nats) of that histogram; log C is uniform, 0 is one class.
         collapsed: one class takes >= 95% of the predictions (SPEC §2, pathology 3).
+        hinge: the problem's hinge.
+        hinge_active: share of the pairs (with multiplicity) whose hinge term is positive at the
+            solution (None when α_P was not given to :func:`diagnose`).
     """
 
     mean_distance: float
@@ -41,6 +48,8 @@ class Diagnostics:
     class_histogram: list[int]
     prediction_entropy: float
     collapsed: bool
+    hinge: str | None = None
+    hinge_active: float | None = None
 
     def explain(self) -> str:
         """A plain-words reading of the diagnostics."""
@@ -49,6 +58,17 @@ class Diagnostics:
             + ("bounded" if self.bounded else "UNBOUNDED below (alpha grows without limit)"),
             f"predicted classes {self.class_histogram}, entropy {self.prediction_entropy:.3f} nats",
         ]
+        if self.hinge_active is not None:
+            lines.append(f"hinge {self.hinge!r} active on {100 * self.hinge_active:.1f}% of pairs")
+        if self.hinge == "seed" and self.hinge_active is not None:
+            if self.hinge_active <= INACTIVE_SHARE:
+                lines.append(
+                    "the seed hinge max(z_y - alpha_P kappa_P, 0) is inactive, so kappa_P has no "
+                    "effect: cross-entropy does not change when every logit shifts by the same "
+                    "amount and the bias is free, so the optimum shifts the bias down until the "
+                    "hinge vanishes. Use hinge='margin' (the label-flip dual, the default) or "
+                    "hinge='reference' (two classes) for a hinge that binds."
+                )
         if self.collapsed:
             lines.append(
                 "collapsed: one class is predicted almost everywhere. The radii are large relative "
@@ -66,11 +86,19 @@ def mean_distance(
     *,
     model: torch.nn.Module | None = None,
     theta1: torch.Tensor | None = None,
+    feature_map: torch.nn.Module | None = None,
 ) -> float:
-    """D̄ of SPEC §2 for the problem's pairs and normalisation (at θ₁ for ``"logit"``)."""
+    """D̄ of SPEC §2 for the problem's pairs and normalisation (at θ₁ for ``"logit"``; under a
+    frozen ``feature_map`` for ``"feature"`` when one is given).
+
+    Raises:
+        InvalidArgumentError: when D̄ is NaN or infinite.
+    """
+    if feature_map is not None and problem.distance == "feature":
+        return problem.mean_distance_with(feature_map)
     if problem.distance_is_constant(model):
         return problem.mean_distance
-    from constrained_pairs.join.distances import distance_sum
+    from constrained_pairs.join.distances import check_finite_total, distance_sum
 
     with torch.no_grad():
         fa, fp = features(model, problem.x_a), features(model, problem.x_p)
@@ -80,6 +108,7 @@ def mean_distance(
             fa, fp = fa @ theta1.T, fp @ theta1.T
         scale = problem.distance_scale(fa, fp)
         total = distance_sum(problem.pairs, fa, fp, problem.distance_fn, scale=scale)
+    check_finite_total("the sum of pair distances", total, "check the model's features")
     return float(total) / problem.normalizer
 
 
@@ -87,14 +116,21 @@ def check_bounded(
     problem: PairProblem,
     *,
     model: torch.nn.Module | None = None,
+    feature_map: torch.nn.Module | None = None,
     distance_squash: str | None = None,
 ) -> float:
     """Raise :class:`UnboundedProblemError` when Ω is unbounded below; return D̄ otherwise.
 
     θ = 0 is feasible and along α_A = α_P = t the objective is log C·|M|/N + t(r_A + r_P − D̄)
     in both regimes, while for r_A + r_P >= D̄ the α terms are >= 0; so Ω is unbounded below iff
-    r_A + r_P < D̄ (SPEC §2, pathology 1). With the ``"logit"`` distance the term α‖θ₁Δ‖ grows
-    like α² for any radii. A sigmoid squash bounds the term (and changes the problem).
+    r_A + r_P < D̄ (SPEC §2, pathology 1). With a frozen ``feature_map`` and
+    ``distance="feature"`` the distance term is a constant and D̄ is taken under that map. With
+    the ``"logit"`` distance the term α‖θ₁Δ‖ grows like α² for any radii. A sigmoid squash
+    bounds the term (and changes the problem).
+
+    Raises:
+        UnboundedProblemError: as above.
+        InvalidArgumentError: when D̄ is not finite (NaN or infinite pair distances).
     """
     if distance_squash is not None:
         return float("nan")
@@ -105,27 +141,30 @@ def check_bounded(
             "Use distance='feature' or 'input' (optionally scale='median'), or the notes' "
             "distance_squash='sigmoid' variant (which changes the problem)."
         )
-    d_bar = mean_distance(problem, model=model)
+    d_bar = mean_distance(problem, model=model, feature_map=feature_map)
     radius_sum = problem.r_a + problem.r_p
     if radius_sum < d_bar:
-        where = "at the initial backbone" if model is not None else "for the data"
+        where = " at the initial backbone" if model is not None and feature_map is None else ""
         raise UnboundedProblemError(
-            f"the objective is unbounded below: the mean pair distance D = {d_bar:.6g} "
-            f"({where}) exceeds r_a + r_p = {radius_sum:.6g}, so alpha_A = alpha_P = t drives "
-            f"the objective to -inf at rate {radius_sum - d_bar:.4g} per unit of t. "
-            f"Remedies: radii with r_a + r_p >= {d_bar:.6g} (the optimal-transport view asks "
-            "r_a + r_p >= W1(A, P), see constrained_pairs.wasserstein_radius), or distances on "
-            "a comparable scale: scale='median', or distance='feature' with a backbone."
+            f"the objective has no minimum: the radii add up to r_a + r_p = {radius_sum:.6g}, "
+            f"less than the mean distance between paired points, D = {d_bar:.6g}{where}. "
+            "Raising alpha_A and alpha_P together earns more from the distance term than the "
+            "radii charge, so the objective falls without limit. Fix: choose radii with "
+            f"r_a + r_p >= {d_bar:.6g} (the optimal-transport view asks r_a + r_p >= W1(A, P), "
+            "see constrained_pairs.wasserstein_radius), or put the distances on a comparable "
+            "scale: scale='median', or distance='feature' with a backbone."
         )
     return d_bar
 
 
-def _prediction_histogram(
-    problem: PairProblem, theta1, theta2, bias, regime: str, model
-) -> torch.Tensor:
-    """Predicted-class counts at every pair the objective evaluates (streamed)."""
-    C = problem.num_classes
+def _pair_statistics(
+    problem: PairProblem, theta1, theta2, bias, regime: str, model, threshold
+) -> tuple[torch.Tensor, float | None]:
+    """(predicted-class counts, share of active hinges) over the pairs the objective evaluates
+    (streamed; the share is None without a threshold)."""
+    C, kind = problem.num_classes, problem.hinge
     pairs: PairSet = problem.pairs
+    y = problem.y_p
     with torch.no_grad():
         b = bias if bias is not None else torch.zeros(C, dtype=theta1.dtype, device=theta1.device)
         if regime == "P":
@@ -133,20 +172,37 @@ def _prediction_histogram(
             if theta2 is not None:
                 w = w + problem.aux_a @ theta2.T
             weight = pairs.a_multiplicity(w.device, w.dtype)
-            return torch.zeros(C, dtype=w.dtype, device=w.device).index_add_(0, w.argmax(1), weight)
+            hist = torch.zeros(C, dtype=w.dtype, device=w.device).index_add_(0, w.argmax(1), weight)
+            if threshold is None:
+                return hist, None
+            from constrained_pairs.join.hinges import hinge_matrix
+
+            counts = pairs.class_counts(y, C, w.dtype)
+            active = (counts * (hinge_matrix(w, threshold, kind) > 0)).sum()
+            return hist, float(active) / pairs.size
         u = features(model, problem.x_p) @ theta1.T + b
         if theta2 is None:
             weight = pairs.p_multiplicity(u.device, u.dtype)
-            return torch.zeros(C, dtype=u.dtype, device=u.device).index_add_(0, u.argmax(1), weight)
+            hist = torch.zeros(C, dtype=u.dtype, device=u.device).index_add_(0, u.argmax(1), weight)
+            if threshold is None:
+                return hist, None
+            active = (weight * (hinge_at(u, y, threshold, kind) > 0)).sum()
+            return hist, float(active) / pairs.size
         v = problem.aux_a @ theta2.T
         counts = torch.zeros(C, dtype=torch.long, device=u.device)
-        if pairs.is_all:
-            for rows in pairs.row_chunks(C):
-                counts += torch.bincount((v[rows, None] + u[None]).argmax(2).flatten(), minlength=C)
-        else:
-            for index_a, index_p in pairs.explicit_chunks(C):
-                counts += torch.bincount((u[index_p] + v[index_a]).argmax(1), minlength=C)
-        return counts
+        active = 0
+        parts = pairs.row_chunks(C) if pairs.is_all else pairs.explicit_chunks(C)
+        for part in parts:
+            if pairs.is_all:
+                z = (v[part, None] + u[None]).reshape(-1, C)
+                labels = y.repeat(v[part].shape[0])
+            else:
+                index_a, index_p = part
+                z, labels = u[index_p] + v[index_a], y[index_p]
+            counts += torch.bincount(z.argmax(1), minlength=C)
+            if threshold is not None:
+                active += int((hinge_at(z, labels, threshold, kind) > 0).sum())
+        return counts, (active / pairs.size if threshold is not None else None)
 
 
 def diagnose(
@@ -157,10 +213,16 @@ def diagnose(
     bias: torch.Tensor | None = None,
     regime: str = "A",
     model: torch.nn.Module | None = None,
+    alpha_p: torch.Tensor | float | None = None,
+    feature_map: torch.nn.Module | None = None,
 ) -> Diagnostics:
-    """The :class:`Diagnostics` of a solution."""
-    d_bar = mean_distance(problem, model=model, theta1=theta1)
-    histogram = _prediction_histogram(problem, theta1, theta2, bias, regime, model).double()
+    """The :class:`Diagnostics` of a solution (``hinge_active`` needs ``alpha_p``)."""
+    d_bar = mean_distance(problem, model=model, theta1=theta1, feature_map=feature_map)
+    threshold = None
+    if alpha_p is not None:
+        threshold = float(alpha_p) * problem.kappa_p
+    histogram, active = _pair_statistics(problem, theta1, theta2, bias, regime, model, threshold)
+    histogram = histogram.double()
     share = histogram / histogram.sum()
     entropy = float(-(share[share > 0] * share[share > 0].log()).sum())
     labels_share = torch.bincount(problem.y_p, minlength=problem.num_classes).double()
@@ -175,31 +237,6 @@ def diagnose(
         class_histogram=[int(round(float(c))) for c in histogram],
         prediction_entropy=entropy,
         collapsed=collapsed,
+        hinge=problem.hinge,
+        hinge_active=active,
     )
-
-
-def wasserstein_radius(x_a: Any, x_p: Any, *, max_size: int = 4000) -> float:
-    """W₁ between the uniform empirical measures on the rows of ``x_a`` and ``x_p`` (ℓ2 cost).
-
-    This is the least r_A + r_P for which the two Wasserstein balls intersect (SPEC §2). Equal
-    sizes are an assignment problem (``scipy.optimize.linear_sum_assignment``); for n_A != n_P
-    each point is repeated so both sides have lcm(n_A, n_P) atoms of equal mass, which keeps the
-    transport problem an exact assignment (refused beyond ``max_size`` atoms).
-    """
-    a = as_tensor("x_a", x_a).double().flatten(1).cpu().numpy()
-    p = as_tensor("x_p", x_p).double().flatten(1).cpu().numpy()
-    if a.shape[1] != p.shape[1]:
-        raise InvalidArgumentError(
-            f"x_a and x_p must share the feature dimension, got {a.shape[1]} and {p.shape[1]}"
-        )
-    atoms = math.lcm(len(a), len(p))
-    if atoms > max_size:
-        raise InvalidArgumentError(
-            f"lcm(n_A, n_P) = {atoms} atoms exceeds max_size={max_size}: subsample to sizes "
-            "with a small lcm (e.g. equal sizes) or raise max_size"
-        )
-    a_rep = np.repeat(a, atoms // len(a), axis=0)
-    p_rep = np.repeat(p, atoms // len(p), axis=0)
-    cost = np.sqrt(((a_rep[:, None, :] - p_rep[None, :, :]) ** 2).sum(-1))
-    rows, cols = linear_sum_assignment(cost)
-    return float(cost[rows, cols].mean())

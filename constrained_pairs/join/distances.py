@@ -7,9 +7,11 @@ A callable distance receives aligned rows and returns one distance per row:
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.streaming import stream_sum
 
@@ -85,3 +87,22 @@ def distance_median(
             pairs = sample_pairs(pairs, MEDIAN_SAMPLE, generator).to(fa.device)
         values = [_chunk_distances(pairs, part, fa, fp, fn) for part in _chunks(pairs, fa)]
         return torch.quantile(torch.cat(values), 0.5)
+
+
+def check_finite_total(name: str, total: torch.Tensor, fix: str) -> None:
+    """Raise :class:`InvalidArgumentError` when a distance total is NaN or infinite."""
+    if not bool(torch.isfinite(total).all()):
+        raise InvalidArgumentError(f"{name} is {float(total)} (not finite): {fix}")
+
+
+def frozen_distances(problem: Any, feature_map: torch.nn.Module) -> dict[str, Any]:
+    """{"scale", "total"}: the distance divisor and Σ_M d_ij / divisor on the features of a
+    frozen map, without gradient (SPEC §2, "Deep backbones")."""
+    with torch.no_grad():
+        fa = feature_map(problem.x_a).flatten(1)
+        fp = feature_map(problem.x_p).flatten(1)
+        scale = problem.distance_scale(fa, fp) if problem.scale == "median" else None
+        scale = problem.distance_scale() if scale is None else scale
+        total = distance_sum(problem.pairs, fa, fp, problem.distance_fn, scale=scale)
+    check_finite_total("the sum of feature distances", total, "check the feature map's outputs")
+    return {"scale": scale, "total": total}

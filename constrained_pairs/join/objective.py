@@ -6,7 +6,7 @@ z_ij = u_j + v_i with u = θ₁φ(x^P) + b and v = θ₂a^A. That structure give
 * without auxiliary features the sum over i collapses: O(n_P·C);
 * with them, Σ_ij logsumexp(u_j + v_i) = Σ_ij [log (e^{v_i−m_i} · e^{u_j−m_j}) + m_i + m_j], one
   matrix product per chunk of rows i (entries that would underflow are recomputed directly);
-  the true-class term is linear, and the seed hinge Σ_ij max(u_{j,y_j} + v_{i,y_j} − t, 0) is a
+  the true-class term is linear, and the seed and reference hinges (``join/hinges.py``) are a
   sort-and-prefix-sum per class, O((n_A + n_P)·C·log n_A).
 
 Regime P evaluates g on (x_i^A, a_i^A): logits depend on i only and the pair sum becomes
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from constrained_pairs._validation import check_choice
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.distances import distance_sum
+from constrained_pairs.join.hinges import all_pairs_hinge_sum, hinge_at, hinge_matrix
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.streaming import stream_sum
@@ -33,26 +34,6 @@ REGIMES = ("A", "P")
 def features(model: torch.nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     """φ(x): the backbone's output, or the flattened inputs for the linear model."""
     return model(x).flatten(1) if model is not None else x.flatten(1)
-
-
-def hinge_matrix(z: torch.Tensor, threshold: torch.Tensor, kind: str) -> torch.Tensor:
-    """Hinge of SPEC §2 for every candidate label c: (n, C) from logits z of shape (n, C).
-
-    ``"seed"``: max(z_c − t, 0); ``"margin"``: max(max_k(z_c − z_k) − t, 0).
-    """
-    if kind == "seed":
-        return F.relu(z - threshold)
-    return F.relu(z - z.min(dim=1, keepdim=True).values - threshold)
-
-
-def hinge_at(
-    z: torch.Tensor, label: torch.Tensor, threshold: torch.Tensor, kind: str
-) -> torch.Tensor:
-    """The hinge of SPEC §2 at each row's own label: shape (n,)."""
-    z_true = z.gather(1, label[:, None]).squeeze(1)
-    if kind == "seed":
-        return F.relu(z_true - threshold)
-    return F.relu(z_true - z.min(dim=1).values - threshold)
 
 
 def _labelled_rows_loss(
@@ -91,20 +72,6 @@ def _all_pairs_logsumexp(
         i, j = underflow.nonzero(as_tuple=True)
         total = total + torch.logsumexp(v_rows[i] + u[j], dim=1).sum()
     return total
-
-
-def _all_pairs_seed_hinge(
-    u_true: torch.Tensor, v: torch.Tensor, y: torch.Tensor, threshold: torch.Tensor
-) -> torch.Tensor:
-    """Σ_{i,j} max(u_true_j + v_{i,y_j} − t, 0) by sorting each class column of v once."""
-    n_a, num_classes = v.shape
-    column_sorted = v.T.sort(dim=1).values  # (C, n_A), ascending
-    suffix = F.pad(column_sorted.flip(1).cumsum(1).flip(1), (0, 1))  # Σ_{q>=p}, 0 at p = n_A
-    cut = (threshold - u_true).unsqueeze(0).expand(num_classes, -1).contiguous()
-    below = torch.searchsorted(column_sorted.detach().contiguous(), cut.detach(), right=True)
-    below = below.gather(0, y[None]).squeeze(0)  # #{i : v_{i,y_j} <= t − u_true_j}
-    above_sum = suffix[y, below]
-    return ((n_a - below).to(v.dtype) * (u_true - threshold) + above_sum).sum()
 
 
 def _all_pairs_margin_hinge(
@@ -149,9 +116,8 @@ def regime_a_pair_loss(
     class_sizes = torch.bincount(y, minlength=u.shape[1]).to(u.dtype)
     u_true = u.gather(1, y[:, None]).squeeze(1)
     true_logits = pairs.n_a * u_true.sum() + (v * class_sizes).sum()
-    if kind == "seed":
-        hinge = _all_pairs_seed_hinge(u_true, v, y, threshold)
-    else:
+    hinge = all_pairs_hinge_sum(u, v, y, threshold, kind)
+    if hinge is None:
         hinge = stream_sum(
             _all_pairs_margin_hinge, pairs.row_chunks(u.shape[1]), u, v, y, threshold
         )
@@ -191,6 +157,24 @@ def _local_pairs(pairs: PairSet, device: torch.device):
     return rows_a, rows_p, PairSet(len(rows_a), len(rows_p), index_a, index_p)
 
 
+def _evaluated_rows(problem: PairProblem, pairs: PairSet | None, block: Any):
+    """(pair set, x_a, x_p, y, aux, weight) of the rows the objective evaluates."""
+    if pairs is not None and block is not None:
+        raise InvalidArgumentError("give either pairs= or block=, not both")
+    if block is not None:
+        rows_a, rows_p = block.rows_a.to(problem.device), block.rows_p.to(problem.device)
+        pair_set, weight = block.pairs.to(problem.device), float(block.weight)
+    elif pairs is not None:
+        rows_a, rows_p, pair_set = _local_pairs(pairs, problem.device)
+        weight = problem.pairs.size / pairs.size
+    else:
+        aux = problem.aux_a
+        return problem.pairs, problem.x_a, problem.x_p, problem.y_p, aux, 1.0
+    aux = problem.aux_a[rows_a] if problem.has_aux else None
+    x_a, x_p, y = problem.x_a[rows_a], problem.x_p[rows_p], problem.y_p[rows_p]
+    return pair_set, x_a, x_p, y, aux, weight
+
+
 def objective(
     problem: PairProblem,
     *,
@@ -202,6 +186,8 @@ def objective(
     regime: str = "A",
     model: torch.nn.Module | None = None,
     pairs: PairSet | None = None,
+    block: Any = None,
+    feature_map: torch.nn.Module | None = None,
     distance_squash: str | None = None,
 ) -> torch.Tensor:
     """Ω^A or Ω^P of SPEC §2, differentiable in every argument.
@@ -217,6 +203,13 @@ def objective(
         model: optional backbone φ; None means φ = identity (linear model).
         pairs: optional sample of M (see :func:`~constrained_pairs.join.pairs.sample_pairs`);
             the pair sum is then rescaled by |M| / |sample|, an unbiased estimate.
+        block: optional :class:`~constrained_pairs.join.blocks.Block` of b_A rows of A and b_P
+            rows of P: φ runs on those rows only and the pair sum over the block's pairs is
+            weighted by ``block.weight`` = n_A n_P / (b_A b_P), an unbiased estimate of Σ_M
+            (cost O(b_A b_P C) through z_ij = u_j + v_i).
+        feature_map: with ``distance="feature"``, a frozen map whose features give the
+            distances (evaluated without gradient) in place of ``model``'s: the distance term is
+            then a constant (SPEC §2, "Deep backbones").
         distance_squash: None, or ``"sigmoid"``: the notes' variant −Σ sigmoid(α d_ij) in place of
             −α Σ d_ij. It changes the problem (it is bounded for any radii).
 
@@ -227,29 +220,16 @@ def objective(
     check_choice("distance_squash", distance_squash, (None, "sigmoid"))
     alpha_a = _as_scalar("alpha_a", alpha_a, theta1)
     alpha_p = _as_scalar("alpha_p", alpha_p, theta1)
-    device = problem.device
-    sample = pairs is not None
-    if sample:
-        rows_a, rows_p, pair_set = _local_pairs(pairs, device)
-        x_a, x_p, y = problem.x_a[rows_a], problem.x_p[rows_p], problem.y_p[rows_p]
-        aux = problem.aux_a[rows_a] if problem.has_aux else None
-        weight = problem.pairs.size / pairs.size
-    else:
-        pair_set, x_a, x_p, y, aux, weight = (
-            problem.pairs,
-            problem.x_a,
-            problem.x_p,
-            problem.y_p,
-            problem.aux_a,
-            1.0,
-        )
+    pair_set, x_a, x_p, y, aux, weight = _evaluated_rows(problem, pairs, block)
     threshold = alpha_p * problem.kappa_p
     fp = features(model, x_p)
     _check_head(problem, theta1, theta2, bias, fp.shape[1])
     if bias is None:
         bias = torch.zeros(problem.num_classes, dtype=theta1.dtype, device=theta1.device)
     fa = None
-    if regime == "A":
+    if pair_set.size == 0:  # a block that holds none of M's pairs
+        loss = (theta1.sum() + bias.sum()) * 0.0
+    elif regime == "A":
         v = aux @ theta2.T if theta2 is not None else None
         loss = regime_a_pair_loss(pair_set, fp @ theta1.T + bias, v, y, threshold, problem.hinge)
     else:
@@ -261,21 +241,33 @@ def objective(
         loss = _counted_rows_loss(w, counts, threshold, problem.hinge)
 
     alpha_d = alpha_a if regime == "A" else alpha_p
-    if problem.distance_is_constant(model) and distance_squash is None:
-        distance_term = alpha_d * problem.distance_total
+    frozen = feature_map is not None and problem.distance == "feature"
+    if (problem.distance_is_constant(model) or frozen) and distance_squash is None:
+        if frozen:
+            total = problem.distance_total_with(feature_map)
+        else:
+            total = problem.distance_total
+        distance_term = alpha_d * total
+    elif pair_set.size == 0:
+        distance_term = alpha_d * 0.0
     else:
-        if fa is None:
-            fa = features(model, x_a)
-        da, dp = fa, fp
-        if problem.distance == "input":
-            da, dp = x_a, x_p
-        elif problem.distance == "logit":
-            da, dp = fa @ theta1.T, fp @ theta1.T
-        scale = (
-            problem.distance_scale()
-            if problem.distance_is_constant(model)
-            else (problem.distance_scale(da, dp))
-        )
+        if frozen:
+            with torch.no_grad():
+                da, dp = features(feature_map, x_a), features(feature_map, x_p)
+            scale = problem.distance_scale_with(feature_map)
+        else:
+            if fa is None:
+                fa = features(model, x_a)
+            da, dp = fa, fp
+            if problem.distance == "input":
+                da, dp = x_a, x_p
+            elif problem.distance == "logit":
+                da, dp = fa @ theta1.T, fp @ theta1.T
+            scale = (
+                problem.distance_scale()
+                if problem.distance_is_constant(model)
+                else problem.distance_scale(da, dp)
+            )
         squash = alpha_d if distance_squash else None
         total = distance_sum(
             pair_set, da, dp, problem.distance_fn, scale=scale, squash_alpha=squash

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
-from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 
 #: Largest number of floats a streamed chunk may hold (about 32 MiB in float64).
 CHUNK_ELEMENTS = 2**22
@@ -91,19 +92,39 @@ class PairSet:
 
 
 def explicit_pairs(value: object, n_a: int, n_p: int, device: torch.device) -> PairSet:
-    """Build a :class:`PairSet` from an (|M|, 2) index array or an ``(i, j)`` pair of vectors."""
-    if isinstance(value, tuple | list) and len(value) == 2 and not isinstance(value[0], int):
-        index_a, index_p = (torch.as_tensor(v) for v in value)
+    """Build a :class:`PairSet` from explicit pairs.
+
+    One orientation for every input type: rows (i, j) of an (|M|, 2) integer table (a nested
+    list, a numpy array or a tensor), i indexing set A and j set P. The only other form is an
+    explicit ``tuple`` of two 1-D integer **tensors** ``(index_a, index_p)``; a list of two index
+    lists is read as two rows, never as two index vectors.
+    """
+    if (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, torch.Tensor) and v.dim() == 1 for v in value)
+    ):
+        index_a, index_p = value
     else:
-        table = torch.as_tensor(value)
+        try:
+            table = (
+                torch.as_tensor(np.asarray(value)) if not isinstance(value, torch.Tensor) else value
+            )
+        except (TypeError, ValueError) as exc:
+            raise InvalidTypeError(
+                "pairs must be 'all', 'knn', an (|M|, 2) integer index array of rows (i, j), or a "
+                "tuple of two 1-D index tensors"
+            ) from exc
         if table.dim() != 2 or table.shape[1] != 2:
             raise InvalidArgumentError(
-                f"pairs must be 'all', 'knn', an (|M|, 2) index array or an (i, j) tuple, "
+                f"pairs must be 'all', 'knn' or an (|M|, 2) index array of rows (i, j), "
                 f"got shape {tuple(table.shape)}"
             )
         index_a, index_p = table[:, 0], table[:, 1]
-    if index_a.is_floating_point() or index_p.is_floating_point():
-        raise InvalidArgumentError("pairs must hold integer indices")
+    if index_a.dtype == torch.bool or index_a.is_floating_point() or index_a.is_complex():
+        raise InvalidArgumentError(f"pairs must hold integer indices, got {index_a.dtype}")
+    if index_p.dtype == torch.bool or index_p.is_floating_point() or index_p.is_complex():
+        raise InvalidArgumentError(f"pairs must hold integer indices, got {index_p.dtype}")
     if index_a.shape != index_p.shape or index_a.dim() != 1 or index_a.numel() == 0:
         raise InvalidArgumentError("pairs must be two non-empty index vectors of equal length")
     for name, index, n in (("pairs[:, 0]", index_a, n_a), ("pairs[:, 1]", index_p, n_p)):
@@ -112,20 +133,51 @@ def explicit_pairs(value: object, n_a: int, n_p: int, device: torch.device) -> P
     return PairSet(n_a, n_p, index_a.long().to(device), index_p.long().to(device))
 
 
-def knn_pairs(x_a: torch.Tensor, x_p: torch.Tensor, k: int) -> PairSet:
-    """Each i of set A paired with its k nearest j of set P (Euclidean on raw inputs)."""
-    n_a, n_p = x_a.shape[0], x_p.shape[0]
-    if not 1 <= k <= n_p:
-        raise InvalidArgumentError(f"knn must be in 1..n_P={n_p}, got {k}")
-    flat_a, flat_p = x_a.flatten(1), x_p.flatten(1)
-    step = max(1, CHUNK_ELEMENTS // max(1, n_p))
-    neighbours = [
-        torch.cdist(flat_a[s : s + step], flat_p).topk(k, dim=1, largest=False).indices
-        for s in range(0, n_a, step)
+KNN_DIRECTIONS = ("both", "a_to_p", "p_to_a")
+
+
+def _nearest(queries: torch.Tensor, points: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices (n_queries, k) of each query's k nearest points (Euclidean), streamed."""
+    step = max(1, CHUNK_ELEMENTS // max(1, points.shape[0]))
+    found = [
+        torch.cdist(queries[s : s + step], points, compute_mode="donot_use_mm_for_euclid_dist")
+        .topk(k, dim=1, largest=False)
+        .indices
+        for s in range(0, queries.shape[0], step)
     ]
-    index_p = torch.cat(neighbours).reshape(-1)
-    index_a = torch.arange(n_a, device=x_a.device).repeat_interleave(k)
-    return PairSet(n_a, n_p, index_a, index_p)
+    return torch.cat(found)
+
+
+def knn_pairs(x_a: torch.Tensor, x_p: torch.Tensor, k: int, direction: str = "both") -> PairSet:
+    """k-nearest-neighbour pairs (Euclidean on raw inputs).
+
+    ``"a_to_p"``: each i of A with its k nearest j of P; ``"p_to_a"``: each j of P with its k
+    nearest i of A; ``"both"`` (the reference code's matching): the union of the two, each pair
+    once. Pairs are sorted by (i, j).
+    """
+    if direction not in KNN_DIRECTIONS:
+        raise InvalidArgumentError(
+            f"knn_direction must be one of {KNN_DIRECTIONS}, got {direction!r}"
+        )
+    n_a, n_p = x_a.shape[0], x_p.shape[0]
+    limit = {"a_to_p": n_p, "p_to_a": n_a, "both": min(n_a, n_p)}[direction]
+    if not 1 <= k <= limit:
+        raise InvalidArgumentError(
+            f"knn must be in 1..{limit} for knn_direction={direction!r} (n_A={n_a}, n_P={n_p}), "
+            f"got {k}"
+        )
+    flat_a, flat_p = x_a.flatten(1), x_p.flatten(1)
+    keys = []
+    if direction in ("a_to_p", "both"):
+        index_p = _nearest(flat_a, flat_p, k).reshape(-1)
+        index_a = torch.arange(n_a, device=x_a.device).repeat_interleave(k)
+        keys.append(index_a * n_p + index_p)
+    if direction in ("p_to_a", "both"):
+        index_a = _nearest(flat_p, flat_a, k).reshape(-1)
+        index_p = torch.arange(n_p, device=x_a.device).repeat_interleave(k)
+        keys.append(index_a * n_p + index_p)
+    key = torch.unique(torch.cat(keys))  # sorted, without duplicates
+    return PairSet(n_a, n_p, key // n_p, key % n_p)
 
 
 def sample_pairs(pairs: PairSet, size: int, generator: torch.Generator | None = None) -> PairSet:

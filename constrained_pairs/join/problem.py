@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import math
+import weakref
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from constrained_pairs._validation import (
+    as_feature_tensor,
     as_tensor,
     check_choice,
+    check_float_dtype,
     check_labels,
     check_nonnegative,
     check_positive_int,
 )
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
-from constrained_pairs.join.distances import distance_median, distance_sum
-from constrained_pairs.join.pairs import PairSet, explicit_pairs, knn_pairs
+from constrained_pairs.join.distances import (
+    check_finite_total,
+    distance_median,
+    distance_sum,
+    frozen_distances,
+)
+from constrained_pairs.join.hinges import HINGES
+from constrained_pairs.join.pairs import KNN_DIRECTIONS, PairSet, explicit_pairs, knn_pairs
 
 NORMS = ("nuclear", "frobenius", "spectral", "lipschitz")
-HINGES = ("seed", "margin")
+AUX_NORMS = ("frobenius", "lipschitz")
 DISTANCES = ("input", "feature", "logit")
-NORMALIZATIONS = ("seed", "pairs")
+NORMALIZATIONS = ("pairs", "seed")
+
+
+def _float_input(value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point()
+    return np.asarray(value).dtype.kind == "f"
 
 
 class PairProblem:
@@ -29,6 +46,11 @@ class PairProblem:
 
     Set A holds ``x_a`` (and optional auxiliary features ``aux_a``) without labels; set P holds
     ``x_p`` with labels ``y_p``. Everything is validated here, once.
+
+    Features are float32 or float64 (the precision of ``x_a``/``x_p``/``aux_a``, promoted);
+    integer arrays such as uint8 images are converted exactly to the default floating dtype;
+    bool, complex and half-precision features are refused. Lists, arrays and tensors give the
+    same problem.
 
     Args:
         x_a: shared features of set A, (n_A, d) (or (n_A, ...) for a backbone).
@@ -40,17 +62,26 @@ class PairProblem:
         kappa_a: κ_A in ‖θ₂‖ <= κ_A α_A.
         kappa_p: κ_P in the hinge threshold α_P κ_P.
         num_classes: C; defaults to max(y_p) + 1.
-        pairs: ``"all"``, ``"knn"`` or explicit pairs (an (|M|, 2) index array or (i, j)).
-        knn: k for ``pairs="knn"``: each i is paired with its k nearest j.
-        norm: ‖θ₁‖_* — ``"nuclear"``, ``"frobenius"``, ``"spectral"`` or ``"lipschitz"``.
-        hinge: ``"seed"``: max(z_y − α_P κ_P, 0), or ``"margin"``:
-            max(max_k(z_y − z_k) − α_P κ_P, 0).
+        pairs: ``"all"``, ``"knn"`` or explicit pairs: an (|M|, 2) integer table of rows
+            (i, j) — i in A, j in P — as a nested list, numpy array or tensor, or a tuple of two
+            1-D index tensors ``(index_a, index_p)``.
+        knn: k for ``pairs="knn"``.
+        knn_direction: ``"both"`` (the union of A → P and P → A matchings, each pair once, as the
+            reference code), ``"a_to_p"`` (each i with its k nearest j) or ``"p_to_a"``.
+        norm: ‖θ₁‖_* — ``"nuclear"``, ``"frobenius"``, ``"spectral"`` or ``"lipschitz"``
+            (max_{k<l} ‖θ₁[k] − θ₁[l]‖₂; for C = 2 the reference code's ‖w‖₂).
+        aux_norm: ‖θ₂‖ — ``"frobenius"`` or ``"lipschitz"`` (same seminorm as for θ₁).
+        hinge: ``"margin"``: max(max_k(z_y − z_k) − α_P κ_P, 0) (the label-flip dual, default),
+            ``"seed"``: max(z_y − α_P κ_P, 0) (the notes; inactive at the optimum, see
+            ``join/hinges.py``), or ``"reference"``: max(z_1 − z_0 − α_P κ_P, 0) (C = 2 only).
         distance: ``"input"``, ``"feature"``, ``"logit"`` or a callable on aligned rows.
         scale: None, ``"median"`` (divide distances by their median over M) or a float > 0.
-        normalize: ``"seed"`` (1/(n_A n_P)) or ``"pairs"`` (1/|M|).
+        normalize: ``"pairs"`` (1/|M|, default) or ``"seed"`` (1/(n_A n_P)); they coincide for
+            ``pairs="all"``.
 
     Raises:
         InvalidArgumentError: (a ``ValueError``) naming the argument and what was expected.
+        InvalidTypeError: (a ``TypeError``) for non-numeric, bool or complex data.
     """
 
     def __init__(
@@ -67,16 +98,21 @@ class PairProblem:
         num_classes: int | None = None,
         pairs: str | Any = "all",
         knn: int = 5,
+        knn_direction: str = "both",
         norm: str = "nuclear",
-        hinge: str = "seed",
+        aux_norm: str = "frobenius",
+        hinge: str = "margin",
         distance: str | Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = "input",
         scale: str | float | None = None,
-        normalize: str = "seed",
+        normalize: str = "pairs",
     ) -> None:
-        x_a = as_tensor("x_a", x_a)
-        dtype = x_a.dtype if x_a.is_floating_point() else torch.get_default_dtype()
-        self.x_a = x_a.to(dtype)
-        self.x_p = as_tensor("x_p", x_p, dtype=dtype, device=self.x_a.device)
+        x_a = as_feature_tensor("x_a", x_a)
+        x_p = as_feature_tensor("x_p", x_p, device=x_a.device)
+        aux = as_feature_tensor("aux_a", aux_a, device=x_a.device) if aux_a is not None else None
+        dtype = torch.promote_types(x_a.dtype, x_p.dtype)
+        if aux is not None and aux.dtype != dtype and _float_input(aux_a):
+            dtype = torch.promote_types(dtype, aux.dtype)
+        self.x_a, self.x_p = x_a.to(dtype), x_p.to(dtype)
         if self.x_a.dim() < 2 or self.x_p.dim() < 2:
             raise InvalidArgumentError(
                 f"x_a and x_p must have shape (n, d) or (n, ...); got {tuple(self.x_a.shape)} "
@@ -90,20 +126,24 @@ class PairProblem:
         if self.x_a.shape[0] == 0 or self.x_p.shape[0] == 0:
             raise InvalidArgumentError("x_a and x_p must each hold at least one row")
         y = as_tensor("y_p", y_p, device=self.x_a.device, ndim=1)
+        if y.is_complex():
+            raise InvalidTypeError(f"y_p must hold integer class labels, got dtype {y.dtype}")
         if y.shape[0] != self.x_p.shape[0]:
             raise InvalidArgumentError(
                 f"y_p must have one label per row of x_p ({self.x_p.shape[0]}), got {y.shape[0]}"
             )
         if num_classes is None:
-            num_classes = (
-                int(y.max()) + 1 if not y.is_floating_point() else int(y.max().round()) + 1
-            )
-            num_classes = max(num_classes, 2)
+            top = y.max().round() if y.is_floating_point() else y.long().max()
+            num_classes = max(int(top) + 1, 2)
         self.num_classes = check_positive_int("num_classes", num_classes, minimum=2)
         self.y_p = check_labels("y_p", y, self.num_classes)
         self.aux_a = None
-        if aux_a is not None:
-            self.aux_a = as_tensor("aux_a", aux_a, dtype=dtype, device=self.x_a.device, ndim=2)
+        if aux is not None:
+            if aux.dim() != 2:
+                raise InvalidArgumentError(
+                    f"aux_a must have shape (n_A, m), got shape {tuple(aux.shape)}"
+                )
+            self.aux_a = aux.to(dtype)
             if self.aux_a.shape[0] != self.x_a.shape[0]:
                 raise InvalidArgumentError(
                     f"aux_a must have n_A = {self.x_a.shape[0]} rows, got {self.aux_a.shape[0]}"
@@ -113,7 +153,14 @@ class PairProblem:
         self.kappa_a = check_nonnegative("kappa_a", kappa_a)
         self.kappa_p = check_nonnegative("kappa_p", kappa_p)
         self.norm = check_choice("norm", norm, NORMS)
+        self.aux_norm = check_choice("aux_norm", aux_norm, AUX_NORMS)
         self.hinge = check_choice("hinge", hinge, HINGES)
+        if self.hinge == "reference" and self.num_classes != 2:
+            raise InvalidArgumentError(
+                f"hinge='reference' is the reference code's binary form max(z_1 - z_0 - "
+                f"alpha_P kappa_P, 0) and needs num_classes=2, got {self.num_classes}; "
+                "use hinge='margin' (its multi-class generalisation)"
+            )
         if not callable(distance):
             check_choice("distance", distance, DISTANCES)
         self.distance = distance
@@ -128,23 +175,30 @@ class PairProblem:
         self.scale = scale
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
         self.knn = check_positive_int("knn", knn)
+        self.knn_direction = check_choice("knn_direction", knn_direction, KNN_DIRECTIONS)
         self.pairs_option = pairs
         self.pairs = self._build_pairs(pairs)
         self._cache: dict[str, Any] = {}
+        self._frozen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
     def _build_pairs(self, pairs: Any) -> PairSet:
         if isinstance(pairs, str):
             check_choice("pairs", pairs, ("all", "knn"))
             if pairs == "all":
                 return PairSet(self.n_a, self.n_p)
-            return knn_pairs(self.x_a, self.x_p, self.knn)
+            return knn_pairs(self.x_a, self.x_p, self.knn, self.knn_direction)
         if isinstance(pairs, PairSet):
-            return pairs
+            if (pairs.n_a, pairs.n_p) != (self.n_a, self.n_p):
+                raise InvalidArgumentError(
+                    f"pairs is a PairSet for sizes ({pairs.n_a}, {pairs.n_p}), the data have "
+                    f"({self.n_a}, {self.n_p})"
+                )
+            return pairs.to(self.device)
         try:
             return explicit_pairs(pairs, self.n_a, self.n_p, self.x_a.device)
         except (TypeError, RuntimeError) as exc:
             raise InvalidTypeError(
-                "pairs must be 'all', 'knn' or an (|M|, 2) integer index array"
+                "pairs must be 'all', 'knn' or an (|M|, 2) integer index array of rows (i, j)"
             ) from exc
 
     # -- sizes -----------------------------------------------------------------------------------
@@ -190,6 +244,9 @@ class PairProblem:
 
         For distances that depend on parameters the median is taken on the given features,
         detached (it normalises, it is not optimised).
+
+        Raises:
+            InvalidArgumentError: when the median is zero or not finite (e.g. duplicated points).
         """
         if self.scale is None:
             return 1.0
@@ -197,30 +254,70 @@ class PairProblem:
             return self.scale
         if fa is None:
             if "median" not in self._cache:
-                self._cache["median"] = distance_median(
-                    self.pairs, self.x_a, self.x_p, self.distance_fn
-                )
+                median = distance_median(self.pairs, self.x_a, self.x_p, self.distance_fn)
+                self._check_median(median)
+                self._cache["median"] = median
             return self._cache["median"]
-        return distance_median(self.pairs, fa.detach(), fp.detach(), self.distance_fn)
+        median = distance_median(self.pairs, fa.detach(), fp.detach(), self.distance_fn)
+        self._check_median(median)
+        return median
+
+    @staticmethod
+    def _check_median(median: torch.Tensor) -> None:
+        if not (math.isfinite(float(median)) and float(median) > 0):
+            raise InvalidArgumentError(
+                f"scale='median': the median pair distance is {float(median)}, so every distance "
+                "would be divided by it; with duplicated points (median 0) use scale=None or a "
+                "float scale"
+            )
 
     @property
     def distance_total(self) -> torch.Tensor:
-        """Σ_M d_ij (scaled) for a constant distance, computed once and cached."""
+        """Σ_M d_ij (scaled) for a constant distance, computed once and cached.
+
+        Raises:
+            InvalidArgumentError: when a distance is NaN or infinite (e.g. a callable's output).
+        """
         if not self.distance_is_constant():
             raise InvalidArgumentError(
                 f"distance={self.distance!r} depends on the parameters; it has no constant total"
             )
         if "distance_total" not in self._cache:
             with torch.no_grad():
-                self._cache["distance_total"] = distance_sum(
+                total = distance_sum(
                     self.pairs, self.x_a, self.x_p, self.distance_fn, scale=self.distance_scale()
                 )
+            check_finite_total("the sum of pair distances", total, "check the distance and data")
+            self._cache["distance_total"] = total
         return self._cache["distance_total"]
 
     @property
     def mean_distance(self) -> float:
         """D̄ = Σ_M d_ij / normaliser (SPEC §2, pathology 1), for constant distances."""
         return float(self.distance_total) / self.normalizer
+
+    def _frozen_entry(self, feature_map: torch.nn.Module) -> dict[str, Any]:
+        """Cached divisor and Σ_M d_ij under a frozen feature map (one entry per map object)."""
+        if not isinstance(feature_map, torch.nn.Module):
+            raise InvalidTypeError(
+                f"feature_map must be a torch.nn.Module, got {type(feature_map).__name__}"
+            )
+        if feature_map not in self._frozen:
+            self._frozen[feature_map] = frozen_distances(self, feature_map)
+        return self._frozen[feature_map]
+
+    def distance_total_with(self, feature_map: torch.nn.Module) -> torch.Tensor:
+        """Σ_M d_ij under a frozen feature map (no gradient), computed once per map object."""
+        return self._frozen_entry(feature_map)["total"]
+
+    def distance_scale_with(self, feature_map: torch.nn.Module):
+        """The distance divisor under a frozen feature map (the median on its features)."""
+        return self._frozen_entry(feature_map)["scale"]
+
+    def mean_distance_with(self, feature_map: torch.nn.Module) -> float:
+        """D̄ under a frozen feature map: with it the distance term is a constant, so Ω is
+        bounded below iff r_A + r_P >= this value (SPEC §2, "Deep backbones")."""
+        return float(self.distance_total_with(feature_map)) / self.normalizer
 
     # -- copies ----------------------------------------------------------------------------------
     def options(self) -> dict[str, Any]:
@@ -233,7 +330,9 @@ class PairProblem:
             "num_classes": self.num_classes,
             "pairs": self.pairs,
             "knn": self.knn,
+            "knn_direction": self.knn_direction,
             "norm": self.norm,
+            "aux_norm": self.aux_norm,
             "hinge": self.hinge,
             "distance": self.distance,
             "scale": self.scale,
@@ -246,19 +345,26 @@ class PairProblem:
         Cached distance totals are reused when the pairs and distance options are unchanged.
         """
         options = {**self.options(), **changes}
-        if "pairs" in changes or "knn" in changes:
+        if {"pairs", "knn", "knn_direction"} & set(changes):
             options["pairs"] = changes.get("pairs", self.pairs_option)
         data = {k: changes.pop(k, getattr(self, k)) for k in ("x_a", "x_p", "y_p", "aux_a")}
         for key in ("x_a", "x_p", "y_p", "aux_a"):
             options.pop(key, None)
         new = PairProblem(data["x_a"], data["x_p"], data["y_p"], data["aux_a"], **options)
-        if not set(changes) & {"pairs", "knn", "distance", "scale"}:
+        if not set(changes) & {"pairs", "knn", "knn_direction", "distance", "scale", "normalize"}:
             new._cache.update(self._cache)
         return new
 
     def to(self, device: Any = None, dtype: torch.dtype | None = None) -> PairProblem:
         """This problem on another device and/or floating dtype (itself when nothing changes,
-        keeping its cached distance totals)."""
+        keeping its cached distance totals).
+
+        Raises:
+            InvalidArgumentError: for a dtype other than float32/float64 (integer dtypes would
+                truncate the data; half precision is not supported).
+        """
+        if dtype is not None:
+            check_float_dtype("dtype", dtype)
         same_device = device is None or torch.device(device) == self.device
         if same_device and (dtype is None or dtype == self.dtype):
             return self
@@ -274,10 +380,20 @@ class PairProblem:
             move(self.x_a), move(self.x_p), move(self.y_p), move(self.aux_a), **options
         )
 
+    # -- scale (join/scaling.py) -----------------------------------------------------------------
+    def rescaled(self, s: float) -> PairProblem:
+        """The same problem in units of ``s`` (:func:`~constrained_pairs.join.scaling.rescale`):
+        x' = x/s, aux' = aux/s, r' = r/s, κ_P' = κ_P/s; its optimum maps back as θ = θ'/s,
+        α = α'/s, b unchanged."""
+        from constrained_pairs.join.scaling import rescale
+
+        return rescale(self, s)
+
     def __repr__(self) -> str:
         aux = f", aux_dim={self.aux_a.shape[1]}" if self.has_aux else ""
         return (
             f"PairProblem(n_a={self.n_a}, n_p={self.n_p}, dim={tuple(self.x_a.shape[1:])}{aux}, "
             f"C={self.num_classes}, |M|={self.pairs.size}, r_a={self.r_a}, r_p={self.r_p}, "
-            f"norm={self.norm!r}, hinge={self.hinge!r}, distance={self.distance!r})"
+            f"norm={self.norm!r}, hinge={self.hinge!r}, distance={self.distance!r}, "
+            f"normalize={self.normalize!r})"
         )

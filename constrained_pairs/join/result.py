@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.diagnostics import Diagnostics
 from constrained_pairs.join.objective import features
 
@@ -55,24 +56,46 @@ class Result:
     gap: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def logits(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
-        """g(x, a) = θ₁φ(x) + θ₂a + b (the θ₂ term is omitted when ``aux`` is None)."""
+    def logits(
+        self, x: torch.Tensor, aux: torch.Tensor | None = None, *, ignore_aux: bool = False
+    ) -> torch.Tensor:
+        """g(x, a) = θ₁φ(x) + θ₂a + b.
+
+        Raises:
+            InvalidArgumentError: when θ₂ is non-zero and ``aux`` is missing (the predictor
+                would silently drop θ₂a); pass ``ignore_aux=True`` to use θ₁φ(x) + b on purpose.
+        """
         x = torch.as_tensor(x, dtype=self.theta1.dtype, device=self.theta1.device)
+        uses_aux = self.theta2 is not None and bool((self.theta2 != 0).any())
+        if aux is None and uses_aux and not ignore_aux:
+            raise InvalidArgumentError(
+                "aux is required: this result's theta2 is non-zero, so predictions need the "
+                "auxiliary features (pass aux=...), or ignore_aux=True to predict from x alone"
+            )
         with torch.no_grad():
             out = features(self.model, x) @ self.theta1.T + self.bias
-            if aux is not None and self.theta2 is not None:
+            if aux is not None and self.theta2 is not None and not ignore_aux:
                 aux = torch.as_tensor(aux, dtype=self.theta2.dtype, device=self.theta2.device)
                 out = out + aux @ self.theta2.T
         return out
 
-    def predict(self, x: torch.Tensor, aux: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted class labels, (n,)."""
-        return self.logits(x, aux).argmax(dim=1)
+    def predict(
+        self, x: torch.Tensor, aux: torch.Tensor | None = None, *, ignore_aux: bool = False
+    ) -> torch.Tensor:
+        """Predicted class labels, (n,) (``aux`` as in :meth:`logits`)."""
+        return self.logits(x, aux, ignore_aux=ignore_aux).argmax(dim=1)
 
-    def accuracy(self, x: torch.Tensor, y: torch.Tensor, aux: torch.Tensor | None = None) -> float:
-        """Fraction of correct predictions."""
+    def accuracy(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        aux: torch.Tensor | None = None,
+        *,
+        ignore_aux: bool = False,
+    ) -> float:
+        """Fraction of correct predictions (``aux`` as in :meth:`logits`)."""
         y = torch.as_tensor(y, device=self.theta1.device)
-        return float((self.predict(x, aux) == y).double().mean())
+        return float((self.predict(x, aux, ignore_aux=ignore_aux) == y).double().mean())
 
     def summary(self) -> str:
         """One line: method, regime, objective, max violation, status, time."""

@@ -208,4 +208,10 @@ class FirstOrderMethod(abc.ABC):
     def update_lipschitz(self) -> None:
         """Re-evaluate L_φ = ``lipschitz_bound(model)`` (a certified backbone's weights move)."""
         if self.certified:
-            self.lipschitz = lipschitz_bound(self.model, self.problem.x_p.shape[1:])
+            self.set_lipschitz(lipschitz_bound(self.model, self.problem.x_p.shape[1:]))
+
+    def set_lipschitz(self, value: float) -> None:
+        """L_φ of the method and of a head feasible by construction for it."""
+        self.lipschitz = float(value)
+        if hasattr(self.head, "lipschitz"):
+            self.head.lipschitz = self.lipschitz

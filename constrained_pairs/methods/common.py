@@ -47,7 +47,13 @@ def make_result(
             value = float(objective(problem, **head, bias=bias, regime=regime, model=model))
             found = violations(constraint_residuals(problem, **head, regime=regime))
         diagnostics = diagnose(
-            problem, theta1=theta1, theta2=theta2, bias=bias, regime=regime, model=model
+            problem,
+            theta1=theta1,
+            theta2=theta2,
+            bias=bias,
+            regime=regime,
+            model=model,
+            alpha_p=alpha_p,
         )
     else:
         value = float("nan")

@@ -2,183 +2,210 @@
 
 With g linear the problem is jointly convex: cross-entropy of affine logits written as
 log_sum_exp − true-class logit, hinges of affine (or convex, for ``"margin"``) expressions, norm
-constraints bounded by linear functions of α, and linear α terms. The nuclear norm needs an
-SDP-capable solver: Clarabel first, SCS as a fallback. Everything is float64.
+constraints bounded by linear functions of α, and linear α terms. Everything is float64.
+
+Reductions that keep the optimum exact and the program small:
+
+* **Scale.** The program is built on ``problem.rescaled(s)`` with s = ``data_scale(problem)`` (a
+  power of two), where the entries are O(1); the optimum maps back as θ = θ'/s, α = α'/s, b
+  unchanged (``join/scaling.py``), so data at 1e-30 or 1e30 give the same optimum.
+* **Rank.** θ₁ acts only through θ₁x for the x the regime evaluates; projecting its rows onto
+  their span leaves the loss unchanged and does not increase any of the norms (all unitarily
+  invariant, the Lipschitz seminorm too), so θ₁ = Φ Bᵀ with B an orthonormal basis of rank r:
+  the cone sizes follow the rank of the data, not d.
+* **Shift.** With a shift-invariant hinge (``"margin"``, ``"reference"``) the loss depends on θ₁,
+  θ₂ only through row differences, and centring the rows (the orthogonal projection onto
+  1^⊥) never increases a unitarily invariant norm nor the Lipschitz seminorm; so θ₁ = Q Φ Bᵀ
+  and θ₂ = Q Ψ with Q an orthonormal C×(C−1) basis of 1^⊥. For C = 2, Φ is a row vector and the
+  nuclear (= Frobenius = spectral) norm is the second-order cone ‖Φ‖₂ = ‖θ₁[1] − θ₁[0]‖₂/√2 —
+  no SDP. With the ``"seed"`` hinge no such reduction holds and the nuclear norm needs an SDP.
+
+The default solver is Clarabel (SCS as a fallback). ``"optimal"`` is reported only after the
+returned point passes a float64 re-check: every constraint within ``FEASIBILITY_TOL`` (in the
+scaled units) and a duality gap (solver's primal − dual objective, plus the distance between the
+float64 re-evaluation of Ω and the solver's value) within ``GAP_TOL`` relative, and a value no
+worse than the feasible point θ = 0, α = 0 with the returned bias; otherwise
+``"optimal_inaccurate"``. A slightly inaccurate solver answer that passes this re-check is
+reported ``"optimal"``.
 """
 
 from __future__ import annotations
 
+import difflib
 import time
-import warnings
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from constrained_pairs.errors import UnsupportedOptionError
+from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError, UnsupportedOptionError
+from constrained_pairs.join.constraints import constraint_residuals, violations
+from constrained_pairs.join.diagnostics import diagnose
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
+from constrained_pairs.join.scaling import data_scale
 from constrained_pairs.methods.common import make_result
+from constrained_pairs.methods.exact_program import Program, build_program
 
 SOLVERS = ("CLARABEL", "SCS")
 #: Clarabel's gap tolerances: 1e-7 relative is far below the 1e-4 gaps first-order methods are
 #: measured at, and Clarabel's default 1e-8 often stalls a hair above on exp-cone problems.
 CLARABEL_OPTIONS = {"tol_gap_abs": 1e-7, "tol_gap_rel": 1e-7}
-#: A returned point violating a constraint by more than this is reported as inaccurate.
+#: A returned point violating a constraint by more than this (scaled units) is inaccurate.
 FEASIBILITY_TOL = 1e-6
+#: Largest relative duality gap of an "optimal" answer.
+GAP_TOL = 1e-5
+#: The options of ``method="exact"`` (CVXPY settings go in ``solver_options``).
+EXACT_OPTIONS = ("solver", "solver_options", "verbose", "model")
+#: SCS settings accepted through ``solver_options`` (CVXPY passes them to SCS).
+SCS_SETTINGS = (
+    "max_iters",
+    "eps_abs",
+    "eps_rel",
+    "eps_infeas",
+    "alpha",
+    "scale",
+    "adaptive_scale",
+    "normalize",
+    "rho_x",
+    "acceleration_lookback",
+    "acceleration_interval",
+    "time_limit_secs",
+    "warm_start",
+    "use_indirect",
+)
 
 
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().to("cpu", torch.float64).numpy()
+#: CVXPY's statuses in the package's vocabulary (constrained_pairs.Status).
+CVXPY_STATUS = {
+    "optimal": "optimal",
+    "optimal_inaccurate": "optimal_inaccurate",
+    "infeasible": "infeasible",
+    "infeasible_inaccurate": "infeasible",
+    "unbounded": "unbounded",
+    "unbounded_inaccurate": "unbounded",
+    "user_limit": "max_iter",
+    "infeasible_or_unbounded": "solver_error",
+    "solver_error": "solver_error",
+}
 
 
-def _row_basis(x: np.ndarray) -> np.ndarray:
-    """Orthonormal basis (d, r) of the span of the rows of x."""
-    _, singular, vt = np.linalg.svd(x, full_matrices=False)
-    rank = int((singular > singular[0] * max(x.shape) * np.finfo(float).eps).sum())
-    return vt[:rank].T
+def _closest(word: str, choices: tuple[str, ...] | list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def _theta1_norm(cp: Any, theta1: Any, norm: str) -> Any:
-    if norm == "nuclear":
-        return cp.normNuc(theta1)
-    if norm == "frobenius":
-        return cp.norm(theta1, "fro")
-    if norm == "spectral":
-        return cp.sigma_max(theta1)
-    rows = theta1.shape[0]
-    return cp.max(
-        cp.hstack(
-            [cp.norm(theta1[k] - theta1[j], 2) for k in range(rows) for j in range(k + 1, rows)]
+def solver_settings(name: str) -> tuple[str, ...] | None:
+    """The settings a solver accepts through ``solver_options`` (None: not known here)."""
+    if name == "CLARABEL":
+        import clarabel
+
+        return tuple(a for a in dir(clarabel.DefaultSettings()) if not a.startswith("_"))
+    if name == "SCS":
+        return SCS_SETTINGS
+    return None
+
+
+def _check_options(solver: Any, solver_options: Any, unknown: dict[str, Any]) -> tuple:
+    """Validate ``solver`` and ``solver_options``; return (solver names to try, settings)."""
+    import cvxpy as cp
+
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidArgumentError(
+            f"method='exact' got an unknown option {name!r}{_closest(name, EXACT_OPTIONS)} "
+            f"Valid options: {EXACT_OPTIONS}; CVXPY solver settings go in solver_options={{...}}"
         )
-    )
-
-
-def _counted_loss(cp: Any, logits: Any, counts: np.ndarray, threshold: Any, hinge: str) -> Any:
-    """Σ_r Σ_c counts_rc [lse(z_r) − z_rc + hinge(z_r, c)] for an affine (R, C) expression."""
-    rows, classes = counts.shape
-    loss = counts.sum(1) @ cp.log_sum_exp(logits, axis=1) - cp.sum(cp.multiply(counts, logits))
-    if hinge == "seed":
-        margins = logits - threshold
+    installed = tuple(cp.installed_solvers())
+    if solver is None and solver_options:
+        names = (SOLVERS[0],)  # settings are the default solver's: no fallback to another
+    elif solver is None:
+        names = tuple(s for s in SOLVERS if s in installed)
     else:
-        row_min = cp.reshape(cp.min(logits, axis=1), (rows, 1), order="C") @ np.ones((1, classes))
-        margins = logits - row_min - threshold
-    return loss + cp.sum(cp.multiply(counts, cp.pos(margins)))
+        if not isinstance(solver, str):
+            raise InvalidTypeError(f"solver must be a CVXPY solver name, got {solver!r}")
+        if solver.upper() not in installed:
+            raise InvalidArgumentError(
+                f"solver={solver!r} is not an installed CVXPY solver"
+                f"{_closest(solver.upper(), installed)} Installed: {installed}"
+            )
+        names = (solver.upper(),)
+    settings = {} if solver_options is None else solver_options
+    if not isinstance(settings, dict):
+        raise InvalidTypeError(f"solver_options must be a dict, got {type(settings).__name__}")
+    for name in names:
+        valid = solver_settings(name)
+        for key in settings:
+            if valid is not None and key not in valid:
+                raise InvalidArgumentError(
+                    f"solver_options: {key!r} is not a {name} setting{_closest(key, valid)} "
+                    f"Valid {name} settings: {valid}"
+                )
+    return names, dict(settings)
 
 
-def _pair_loss_a_aux(
-    cp: Any,
-    u: Any,
-    v: Any,
-    problem: PairProblem,
-    y: np.ndarray,
-    threshold: Any,
-) -> Any:
-    """Regime A with auxiliary features: one logit row per pair (i, j)."""
-    pairs = problem.pairs
-    if pairs.is_all:
-        index_a = np.repeat(np.arange(problem.n_a), problem.n_p)
-        index_p = np.tile(np.arange(problem.n_p), problem.n_a)
+def _recording_solver(name: str) -> Any:
+    """A CVXPY solver instance that keeps the raw solution (for the primal/dual objectives)."""
+    if name == "CLARABEL":
+        from cvxpy.reductions.solvers.conic_solvers.clarabel_conif import CLARABEL as base
+    elif name == "SCS":
+        from cvxpy.reductions.solvers.conic_solvers.scs_conif import SCS as base
     else:
-        index_a, index_p = pairs.index_a.cpu().numpy(), pairs.index_p.cpu().numpy()
-    logits = u[index_p, :] + v[index_a, :]
-    onehot = np.eye(problem.num_classes)[y[index_p]]
-    return _counted_loss(cp, logits, onehot, threshold, problem.hinge)
+        return None
+
+    class Recording(base):  # type: ignore[misc, valid-type]
+        raw: Any = None
+
+        def name(self) -> str:
+            return f"{name}_RECORDING"
+
+        def solve_via_data(self, *args: Any, **kwargs: Any) -> Any:
+            self.raw = super().solve_via_data(*args, **kwargs)
+            return self.raw
+
+    return Recording()
 
 
-@dataclass
-class _Program:
-    """A CVXPY program of Ω^regime and the variables to read back."""
-
-    program: Any
-    phi: Any
-    basis: np.ndarray
-    bias: Any
-    alpha_a: Any
-    alpha_p: Any
-    theta2: Any
-
-
-def _build(cp: Any, problem: PairProblem, regime: str, lift: bool) -> _Program:
-    n_classes = problem.num_classes
-    x_a, x_p, y = _numpy(problem.x_a.flatten(1)), _numpy(problem.x_p.flatten(1)), problem.y_p
-    # θ₁ acts only through θ₁x for the x the regime evaluates; projecting its rows onto their
-    # span leaves the loss unchanged and does not increase any of the norms (all unitarily
-    # invariant, and the Lipschitz seminorm too), so θ₁ = Φ Bᵀ with B an orthonormal basis.
-    basis = _row_basis(x_p if regime == "A" else x_a)
-    phi = cp.Variable((n_classes, basis.shape[1]), name="theta1_in_span")
-    theta1 = phi @ basis.T
-    bias = cp.Variable(n_classes, name="bias")
-    alpha_a = cp.Variable(nonneg=True, name="alpha_a")
-    alpha_p = cp.Variable(nonneg=True, name="alpha_p")
-    theta2 = None
-    if problem.has_aux:
-        theta2 = cp.Variable((n_classes, problem.aux_a.shape[1]), name="theta2")
-    threshold = problem.kappa_p * alpha_p
-    lifted: list[Any] = []
-
-    def logits(expression: Any, rows: int) -> Any:
-        # Lifting logits into their own variables keeps each exponential cone on a few scalars:
-        # the KKT system stays sparse (dense in θ otherwise, and 2-10x slower).
-        if not lift:
-            return expression
-        variable = cp.Variable((rows, n_classes))
-        lifted.append(variable == expression)
-        return variable
-
-    def affine(x: np.ndarray, aux: np.ndarray | None = None) -> Any:
-        ones = np.ones((x.shape[0], 1))
-        out = x @ theta1.T + ones @ cp.reshape(bias, (1, n_classes), order="C")
-        return logits(out + aux @ theta2.T if aux is not None else out, x.shape[0])
-
-    y_np = y.cpu().numpy()
-    if regime == "A" and problem.has_aux:
-        aux_logits = logits(_numpy(problem.aux_a) @ theta2.T, problem.n_a)
-        loss = _pair_loss_a_aux(cp, affine(x_p), aux_logits, problem, y_np, threshold)
-    elif regime == "A":
-        mult = _numpy(problem.pairs.p_multiplicity(torch.device("cpu"), torch.float64))
-        counts = np.eye(n_classes)[y_np] * mult[:, None]
-        keep = mult > 0
-        loss = _counted_loss(cp, affine(x_p[keep]), counts[keep], threshold, problem.hinge)
-    else:
-        counts = _numpy(problem.pairs.class_counts(y, n_classes, torch.float64))
-        keep = counts.sum(1) > 0
-        aux = _numpy(problem.aux_a)[keep] if problem.has_aux else None
-        loss = _counted_loss(cp, affine(x_a[keep], aux), counts[keep], threshold, problem.hinge)
-
-    distance_weight = alpha_a if regime == "A" else alpha_p
-    cost = (
-        problem.r_a * alpha_a
-        + problem.r_p * alpha_p
-        + loss / problem.normalizer
-        - problem.mean_distance * distance_weight
-    )
-    constraints = [*lifted, _theta1_norm(cp, phi, problem.norm) <= alpha_a + alpha_p]
-    constraints.append(alpha_a <= alpha_p if regime == "A" else alpha_p <= alpha_a)
-    if theta2 is not None:
-        constraints.append(cp.norm(theta2, "fro") <= problem.kappa_a * alpha_a)
-    program = cp.Problem(cp.Minimize(cost), constraints)
-    return _Program(program, phi, basis, bias, alpha_a, alpha_p, theta2)
+def _solver_gap(name: str, raw: Any) -> float:
+    """|primal − dual| objective reported by the solver (conic form), NaN when unknown."""
+    try:
+        if name == "CLARABEL":
+            return abs(float(raw.obj_val) - float(raw.obj_val_dual))
+        if name == "SCS":
+            return abs(float(raw["info"]["pobj"]) - float(raw["info"]["dobj"]))
+    except (AttributeError, KeyError, TypeError):
+        pass
+    return float("nan")
 
 
-def _run(cp: Any, built: _Program, solver: str | None, verbose: bool, options: dict) -> tuple:
-    """Solve with ``solver`` or Clarabel then SCS; return (status, solver used)."""
-    status, used = "solver_error", None
-    for name in (solver,) if solver else SOLVERS:
+def _run(built: Program, names: tuple[str, ...], verbose: bool, options: dict) -> tuple:
+    """Solve with the first solver of ``names`` that returns a point; (status, solver, gap)."""
+    import warnings
+
+    import cvxpy as cp
+
+    status, used, gap = "solver_error", None, float("nan")
+    for name in names:
         settings = {**CLARABEL_OPTIONS, **options} if name == "CLARABEL" else options
+        recorder = _recording_solver(name)
         try:
             with warnings.catch_warnings():  # the inaccuracy is reported in the result's status
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-                built.program.solve(solver=name, verbose=verbose, **settings)
+                built.program.solve(solver=recorder or name, verbose=verbose, **settings)
         except cp.error.SolverError:
             continue
-        used, status = name, built.program.status
+        used, status = name, CVXPY_STATUS.get(built.program.status, "solver_error")
+        gap = _solver_gap(name, recorder.raw) if recorder is not None else float("nan")
         # Fall back only when the solver produced no usable point: SCS is first-order and would
         # replace an "optimal_inaccurate" interior-point answer by a less accurate one.
         if built.program.value is not None:
             break
-    return status, used
+    return status, used, gap
+
+
+def _tensor(value: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    data = value if value is not None else np.full(shape, np.nan)
+    return torch.as_tensor(np.asarray(data, dtype=np.float64), device=device).reshape(shape)
 
 
 def solve_exact(
@@ -186,9 +213,10 @@ def solve_exact(
     regime: str,
     *,
     solver: str | None = None,
+    solver_options: dict[str, Any] | None = None,
     verbose: bool = False,
     model: torch.nn.Module | None = None,
-    **solver_options: Any,
+    **unknown: Any,
 ) -> Result:
     """Solve Ω^regime exactly with CVXPY; see the module docstring.
 
@@ -199,14 +227,18 @@ def solve_exact(
     Args:
         problem: the data-join problem (linear model).
         regime: ``"A"`` or ``"P"``.
-        solver: a CVXPY solver name; by default Clarabel (relative gap 1e-7, see
+        solver: an installed CVXPY solver name; by default Clarabel (relative gap 1e-7, see
             ``CLARABEL_OPTIONS``), then SCS if Clarabel returns no solution.
+        solver_options: the solver's own settings (checked against the solver's list); without
+            ``solver`` they are Clarabel's, and no SCS fallback is tried.
         verbose: print the solver's log.
         model: must be None (the exact reference exists for the linear model only).
-        **solver_options: passed to ``cvxpy.Problem.solve``.
-    """
-    import cvxpy as cp
 
+    Raises:
+        InvalidArgumentError: for an unknown option, an uninstalled solver or an unknown
+            solver setting (naming the closest valid one).
+    """
+    names, settings = _check_options(solver, solver_options, unknown)
     if model is not None:
         raise UnsupportedOptionError("method='exact' needs the linear model (model=None)")
     if not problem.distance_is_constant():
@@ -215,36 +247,59 @@ def solve_exact(
             f"got distance={problem.distance!r} (the problem is then not convex)"
         )
     start = time.perf_counter()
-    built = _build(cp, problem, regime, lift=True)
-    status, used = _run(cp, built, solver, verbose, solver_options)
-    if status == cp.OPTIMAL_INACCURATE:
-        plain = _build(cp, problem, regime, lift=False)
-        plain_status, plain_used = _run(cp, plain, solver, verbose, solver_options)
-        if plain_status == cp.OPTIMAL:
-            built, status, used = plain, plain_status, plain_used
+    scale = data_scale(problem)
+    work = problem.to(dtype=torch.float64)
+    work = work.rescaled(scale) if scale != 1.0 else work
+    built = build_program(work, regime, lift=True)
+    status, used, gap = _run(built, names, verbose, settings)
+    if (
+        status == "optimal_inaccurate"
+        and _recheck(work, regime, built, "optimal", gap) == "optimal"
+    ):
+        status = "optimal"  # a hair short of the solver's own tolerance, certified below
+    if status == "optimal_inaccurate":
+        plain = build_program(work, regime, lift=False)
+        plain_status, plain_used, plain_gap = _run(plain, names, verbose, settings)
+        if plain_status == "optimal":
+            built, status, used, gap = plain, plain_status, plain_used, plain_gap
+    status = _recheck(work, regime, built, status, gap)
     wall = time.perf_counter() - start
 
-    def value(var: Any, shape: tuple[int, ...]) -> torch.Tensor:
-        data = var.value if var is not None and var.value is not None else np.full(shape, np.nan)
-        return torch.as_tensor(np.asarray(data), dtype=torch.float64, device=problem.device)
-
-    basis = torch.as_tensor(built.basis.T, device=problem.device)
+    point = _point(built, problem)
+    theta1, theta2, bias = point["theta1"], point["theta2"], point["bias"]
+    alpha_a, alpha_p = point["alpha_a"], point["alpha_p"]
+    original = problem.to(dtype=torch.float64)
     result = make_result(
-        problem.to(dtype=torch.float64),
+        original,
         method="exact",
         regime=regime,
-        theta1=value(built.phi, built.phi.shape) @ basis,
-        theta2=value(built.theta2, built.theta2.shape) if built.theta2 is not None else None,
-        bias=value(built.bias, (problem.num_classes,)),
-        alpha_a=value(built.alpha_a, ()),
-        alpha_p=value(built.alpha_p, ()),
+        theta1=theta1 / scale,
+        theta2=theta2 / scale if theta2 is not None else None,
+        bias=bias,
+        alpha_a=alpha_a / scale,
+        alpha_p=alpha_p / scale,
         status=status,
         history=[],
         wall_time=wall,
-        extra={"solver": used, "cvxpy_value": built.program.value},
+        extra={
+            "solver": used,
+            "cvxpy_value": built.program.value,
+            "data_scale": scale,
+            "duality_gap": gap,
+            "program": built.kind,
+        },
     )
-    if result.status == "optimal" and result.max_violation > FEASIBILITY_TOL:
-        result.status = "optimal_inaccurate"
+    if torch.isfinite(theta1).all():
+        result.diagnostics = diagnose(
+            original,
+            theta1=result.theta1,
+            theta2=result.theta2,
+            bias=result.bias,
+            regime=regime,
+            alpha_p=result.alpha_p,
+        )
+    if status != "optimal" and result.status == "optimal":
+        result.status = status
     result.history.append(
         {
             "iteration": 0,
@@ -255,3 +310,50 @@ def solve_exact(
     )
     result.reference_objective, result.gap = result.objective, 0.0
     return result
+
+
+def _point(built: Program, problem: PairProblem) -> dict[str, torch.Tensor | None]:
+    """The solver's (θ₁, θ₂, b, α_A, α_P) as float64 tensors (NaN where there is none)."""
+    device, classes = problem.device, problem.num_classes
+    theta2 = None
+    if built.has_theta2:
+        theta2 = _tensor(built.theta2_value(), (classes, built.aux_dim), device)
+    return {
+        "theta1": _tensor(built.theta1_value(), (classes, built.num_features), device),
+        "theta2": theta2,
+        "bias": _tensor(built.bias.value, (classes,), device),
+        "alpha_a": _tensor(built.alpha_a.value, (), device),
+        "alpha_p": _tensor(built.alpha_p.value, (), device),
+    }
+
+
+def _recheck(work: PairProblem, regime: str, built: Program, status: str, gap: float) -> str:
+    """ "optimal" only when the float64 re-check holds in the scaled units (module docstring)."""
+    if status != "optimal":
+        return status
+    from constrained_pairs.join.objective import objective
+
+    point = _point(built, work)
+    if not all(bool(torch.isfinite(t).all()) for t in point.values() if t is not None):
+        return "solver_error"
+    with torch.no_grad():
+        found = violations(constraint_residuals(work, **_without_bias(point), regime=regime))
+        value = float(objective(work, **point, regime=regime))
+        # θ = 0, α = 0 with the same bias is feasible: an optimum is never worse than it (a
+        # solver whose dual went infeasible can report a tiny gap at a poor point).
+        zero = {
+            k: torch.zeros_like(v) if v is not None and k != "bias" else v for k, v in point.items()
+        }
+        trivial = float(objective(work, **zero, regime=regime))
+    solver_gap = gap if gap == gap else 0.0  # NaN: a solver that reports no dual objective
+    total_gap = solver_gap + abs(value - float(built.program.value))
+    tolerance = GAP_TOL * max(1.0, abs(value))
+    if max(found.values()) > FEASIBILITY_TOL or not total_gap <= tolerance:
+        return "optimal_inaccurate"
+    if trivial < value - tolerance:
+        return "optimal_inaccurate"
+    return "optimal"
+
+
+def _without_bias(point: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in point.items() if k != "bias"}

@@ -5,11 +5,18 @@ and the singular values s mapped into the budget α_A + α_P:
 
 * nuclear: s = (α_A + α_P)·softmax(w)[:k] with one slack coordinate, so Σs < α_A + α_P;
 * Frobenius: s = (α_A + α_P)·w / sqrt(1 + ‖w‖²), so ‖s‖₂ < α_A + α_P;
-* spectral: s = (α_A + α_P)·sigmoid(w), so max s < α_A + α_P.
+* spectral: s = (α_A + α_P)·sigmoid(w), so max s < α_A + α_P;
+* lipschitz: θ₁ = 1mᵀ + Q U diag(s) Vᵀ with m a free mean row, Q an orthonormal C×(C−1) basis of
+  the zero-sum vectors, U on a Stiefel manifold of C−1 rows and s = (α_A + α_P)/√2·sigmoid(w):
+  the centred part R has √2‖R‖₂ < α_A + α_P, which bounds max_{k<l}‖θ₁[k] − θ₁[l]‖₂ (equality of
+  the two sets for C = 2, a certified subset for C > 2; see ``methods/projections.py``).
+
+With a backbone of certified Lipschitz constant L the budget is (α_A + α_P)/L.
 
 α ordering: the smaller one is softplus(β) >= 0 and the larger is that plus softplus(δ)
 (α_P = α_A + softplus(δ) in regime A, the mirror in P); θ₂ = κ_A α_A · W / sqrt(1 + ‖W‖²) lies in
-its ball. Every parameter value is feasible; Adam trains the unconstrained parameters.
+its ball (``aux_norm="lipschitz"``: a free mean row plus a centred part of Frobenius norm below
+κ_A α_A/√2). Every parameter value is feasible; Adam trains the unconstrained parameters.
 """
 
 from __future__ import annotations
@@ -22,12 +29,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
+from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.head import Point
-from constrained_pairs.methods.trainer import FirstOrderMethod, TrainOptions
+from constrained_pairs.methods.options import TrainOptions
 
-PARAMETRIZABLE_NORMS = ("nuclear", "frobenius", "spectral")
+PARAMETRIZABLE_NORMS = ("nuclear", "frobenius", "spectral", "lipschitz")
+
+
+def _centring_basis(num_classes: int, **kw: Any) -> torch.Tensor:
+    """Orthonormal basis (C, C−1) of the vectors whose entries sum to zero."""
+    centring = torch.eye(num_classes, **kw) - 1.0 / num_classes
+    return torch.linalg.qr(centring)[0][:, : num_classes - 1]
 
 
 def _inverse_softplus(value: float) -> float:
@@ -43,7 +56,9 @@ class FeasibleHead(nn.Module):
         aux_dim: m, or None.
         regime: ``"A"`` or ``"P"``.
         kappa_a: κ_A.
-        norm: ``"nuclear"``, ``"frobenius"`` or ``"spectral"``.
+        norm: ``"nuclear"``, ``"frobenius"``, ``"spectral"`` or ``"lipschitz"``.
+        aux_norm: ``"frobenius"`` or ``"lipschitz"``.
+        lipschitz: L, the backbone's certified Lipschitz constant (budget (α_A + α_P)/L).
         alpha_init: initial value of the smaller α.
         dtype: floating dtype.
         device: torch device.
@@ -58,15 +73,29 @@ class FeasibleHead(nn.Module):
         regime: str,
         kappa_a: float,
         norm: str,
+        aux_norm: str = "frobenius",
+        lipschitz: float = 1.0,
         alpha_init: float = 1.0,
         dtype: torch.dtype = torch.float64,
         device: Any = None,
     ) -> None:
         super().__init__()
         kw = {"dtype": dtype, "device": device}
-        rank = min(num_classes, num_features)
+        rows = num_classes - 1 if norm == "lipschitz" else num_classes
+        rank = min(rows, num_features)
         self.regime, self.kappa_a, self.norm = regime, float(kappa_a), norm
-        self.left = nn.Linear(rank, num_classes, bias=False, **kw)
+        self.aux_norm, self.lipschitz = aux_norm, float(lipschitz)
+        centring = None
+        if norm == "lipschitz" or aux_norm == "lipschitz":
+            centring = _centring_basis(num_classes, **kw)
+        self.register_buffer("centring", centring)
+        self.mean_row = (
+            nn.Parameter(torch.zeros(num_features, **kw)) if norm == "lipschitz" else None
+        )
+        self.aux_mean = None
+        if aux_dim and aux_norm == "lipschitz":
+            self.aux_mean = nn.Parameter(torch.zeros(aux_dim, **kw))
+        self.left = nn.Linear(rank, rows, bias=False, **kw)
         self.right = nn.Linear(rank, num_features, bias=False, **kw)
         geotorch.orthogonal(self.left, "weight")
         geotorch.orthogonal(self.right, "weight")
@@ -83,17 +112,26 @@ class FeasibleHead(nn.Module):
             return budget * torch.softmax(w, 0)[:-1]
         if self.norm == "frobenius":
             return budget * w / torch.sqrt(1 + (w**2).sum())
+        if self.norm == "lipschitz":
+            return budget / math.sqrt(2.0) * torch.sigmoid(w)
         return budget * torch.sigmoid(w)
 
     def point(self) -> Point:
         low = F.softplus(self.low)
         high = low + F.softplus(self.gap)
         alpha_a, alpha_p = (low, high) if self.regime == "A" else (high, low)
-        s = self.singular_values(alpha_a + alpha_p)
+        s = self.singular_values((alpha_a + alpha_p) / self.lipschitz)
         theta1 = (self.left.weight * s) @ self.right.weight.T
+        if self.norm == "lipschitz":
+            theta1 = self.centring @ theta1 + self.mean_row
         theta2 = None
         if self.aux is not None:
-            theta2 = self.kappa_a * alpha_a * self.aux / torch.sqrt(1 + (self.aux**2).sum())
+            aux = self.aux
+            if self.aux_norm == "lipschitz":
+                aux = self.centring @ (self.centring.T @ aux)  # the centred part of W
+            theta2 = self.kappa_a * alpha_a * aux / torch.sqrt(1 + (aux**2).sum())
+            if self.aux_norm == "lipschitz":
+                theta2 = theta2 / math.sqrt(2.0) + self.aux_mean
         return Point(theta1, theta2, self.bias, alpha_a, alpha_p)
 
 
@@ -121,15 +159,17 @@ class ParametrizationMethod(FirstOrderMethod):
             regime=regime,
             kappa_a=problem.kappa_a,
             norm=problem.norm,
+            aux_norm=problem.aux_norm,
+            lipschitz=self.lipschitz,
             alpha_init=alpha_init,
         )
         self.optimizer = torch.optim.Adam(
             [*self.head.parameters(), *self.primal_parameters()], lr=self.lr
         )
 
-    def step(self, pairs: PairSet | None, progress: float) -> torch.Tensor:
+    def step(self, sample: Any, progress: float) -> torch.Tensor:
         self.optimizer.zero_grad(set_to_none=True)
-        value = self.omega(self.point(), pairs)
+        value = self.omega(self.point(), sample)
         value.backward()
         self.optimizer.step()
         return value.detach()

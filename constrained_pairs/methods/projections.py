@@ -1,33 +1,46 @@
-"""Exact Euclidean projection onto the feasible set C^A / C^P of SPEC §2.
+"""Euclidean projection onto the feasible set C^A / C^P of SPEC §2.
 
-The set {(θ₁, θ₂, α_A, α_P) : ‖θ₁‖_* <= α_A + α_P, ‖θ₂‖_F <= κ_A α_A, α ordering, α >= 0} is
-projected onto exactly, by reduction to one scalar s = α_A + α_P:
+The set {(θ₁, θ₂, α_A, α_P) : L‖θ₁‖_* <= α_A + α_P, ‖θ₂‖ <= κ_A α_A, α ordering, α >= 0} (L the
+certified Lipschitz constant of a backbone, 1 for the linear model) is projected onto exactly, by
+reduction to one scalar s = α_A + α_P:
 
-1. For a fixed radius s, the nearest θ₁ in {‖θ₁‖_* <= s} is an SVD θ₁⁰ = U diag(σ) Vᵀ followed by
-   a projection of σ (unitarily invariant norms): nuclear — onto {σ >= 0, Σσ <= s}, the
-   soft-threshold σ − τ(s) with τ(s) = max(0, max_m (c_m − s)/m), c_m the sum of the m largest
-   σ; Frobenius — the same with the single value ‖θ₁⁰‖_F; spectral — clipping at s, with
-   τ(s) = Σ(σ_i − s)₊. In each case φ₁(s) = ½ dist²(θ₁⁰, ball(s)) is convex with φ₁'(s) = −τ(s).
+1. For a fixed radius ρ = c·s (c = 1/L), the nearest θ₁ in {‖θ₁‖_* <= ρ} is an SVD
+   θ₁⁰ = U diag(σ) Vᵀ followed by a projection of σ (unitarily invariant norms): nuclear — onto
+   {σ >= 0, Σσ <= ρ}, the soft-threshold σ − τ(ρ) with τ(ρ) = max(0, max_m (c_m − ρ)/m), c_m
+   the sum of the m largest σ; Frobenius — the same with the single value ‖θ₁⁰‖_F; spectral —
+   clipping at ρ, with τ(ρ) = Σ(σ_i − ρ)₊. In each case φ₁(s) = ½ dist²(θ₁⁰, ball(cs)) is convex
+   with φ₁'(s) = −c·τ(cs).
 2. For a fixed s, α_A = a and α_P = s − a with a in [0, s/2] (regime A) or [s/2, s] (P); θ₂ is
    scaled into its ball, φ₂(a) = ½(n₂ − κa)₊², n₂ = ‖θ₂⁰‖_F. The best a is the root of
    2a − (a⁰ − p⁰) − s − κ(n₂ − κa)₊ = 0 (closed form on either side of κa = n₂) clipped to
    the interval.
-3. F(s) = φ₁(s) + min_a [...] is convex in s with a piecewise-linear derivative F'(s) = −τ(s)
-   + c·g_a + (1 − c)·g_p (g_a = a − a⁰ − κ(n₂ − κa)₊, g_p = p − p⁰, c the clipped side's share
-   of s in a). All breakpoints are known in closed form, so the root of F' is found exactly:
-   evaluate F' at the sorted breakpoints and interpolate linearly on the bracketing segment.
+3. F(s) = φ₁(s) + min_a [...] is convex in s with a piecewise-linear derivative F'(s) = −cτ(cs)
+   + c'·g_a + (1 − c')·g_p (g_a = a − a⁰ − κ(n₂ − κa)₊, g_p = p − p⁰, c' the clipped side's
+   share of s in a). All breakpoints are known in closed form, so the root of F' is found
+   exactly: evaluate F' at the sorted breakpoints and interpolate linearly on the bracketing
+   segment.
+
+The Lipschitz seminorm max_{k<l}‖θ[k] − θ[l]‖₂ ignores the mean row m (θ = 1mᵀ + R, R the
+centred rows) and satisfies max_{k<l}‖R[k] − R[l]‖ <= √2‖R‖₂ <= √2‖R‖_F, with equality for C = 2
+(R = [−w/2; w/2], all three equal ‖w‖). So ``norm="lipschitz"`` projects R onto the spectral
+ball √2 L‖R‖₂ <= s (step 1 with c = 1/(√2 L)) and ``aux_norm="lipschitz"`` projects R₂ onto the
+Frobenius ball √2‖R₂‖_F <= κ_A α_A (step 2 with n₂ = ‖R₂⁰‖_F and κ/√2), leaving the mean rows
+unchanged: the exact projection for C = 2, and for C > 2 the exact projection onto a subset of
+the feasible set (certified: its points satisfy the true constraint).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from constrained_pairs._validation import check_choice
-from constrained_pairs.errors import UnsupportedOptionError
+from constrained_pairs.errors import InvalidArgumentError, UnsupportedOptionError
 
-PROJECTABLE_NORMS = ("nuclear", "frobenius", "spectral")
+PROJECTABLE_NORMS = ("nuclear", "frobenius", "spectral", "lipschitz")
+PROJECTABLE_AUX_NORMS = ("frobenius", "lipschitz")
 
 
 @dataclass
@@ -111,6 +124,12 @@ def _split_breakpoints(a0, p0, n2, kappa) -> torch.Tensor:
     return torch.stack([torch.as_tensor(p, dtype=a0.dtype, device=a0.device) for p in points])
 
 
+def _centred(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean row (1, n), centred rows) of θ."""
+    mean = theta.mean(dim=0, keepdim=True)
+    return mean, theta - mean
+
+
 def project(
     theta1: torch.Tensor,
     theta2: torch.Tensor | None,
@@ -120,8 +139,10 @@ def project(
     kappa_a: float,
     regime: str,
     norm: str = "nuclear",
+    aux_norm: str = "frobenius",
+    lipschitz: float = 1.0,
 ) -> Projected:
-    """Exact Euclidean projection onto C^A (``regime="A"``) or C^P (module docstring).
+    """Euclidean projection onto C^A (``regime="A"``) or C^P (module docstring).
 
     Args:
         theta1: θ₁⁰, (C, d).
@@ -130,28 +151,41 @@ def project(
         alpha_p: α_P⁰ (0-dim tensor).
         kappa_a: κ_A.
         regime: ``"A"`` (α_A <= α_P) or ``"P"`` (α_P <= α_A).
-        norm: ``"nuclear"``, ``"frobenius"`` or ``"spectral"``.
-
-    Raises:
-        UnsupportedOptionError: for ``norm="lipschitz"`` (no exact projection is implemented).
+        norm: ``"nuclear"``, ``"frobenius"``, ``"spectral"`` or ``"lipschitz"``.
+        aux_norm: ``"frobenius"`` or ``"lipschitz"``.
+        lipschitz: L in L‖θ₁‖_* <= α_A + α_P (> 0).
     """
     check_choice("regime", regime, ("A", "P"))
     if norm not in PROJECTABLE_NORMS:
         raise UnsupportedOptionError(
-            f"method='projection' has no exact projection for norm={norm!r}; "
+            f"method='projection' has no projection for norm={norm!r}; "
             f"use norm in {PROJECTABLE_NORMS} or another method"
         )
+    check_choice("aux_norm", aux_norm, PROJECTABLE_AUX_NORMS)
+    lipschitz = float(lipschitz)
+    if not (lipschitz > 0 and math.isfinite(lipschitz)):
+        raise InvalidArgumentError(f"lipschitz must be a finite number > 0, got {lipschitz}")
     a0, p0 = alpha_a.detach().reshape(()), alpha_p.detach().reshape(())
     kappa = float(kappa_a)
-    n2 = theta2.norm() if theta2 is not None else torch.zeros_like(a0)
-    sigma, u_mat, vh = _spectrum(theta1.detach(), norm)
-    points = torch.cat([_tau_breakpoints(sigma, norm), _split_breakpoints(a0, p0, n2, kappa)])
+    theta1 = theta1.detach()
+    mean1 = None
+    kind, c = norm, 1.0 / lipschitz
+    if norm == "lipschitz":
+        mean1, theta1 = _centred(theta1)
+        kind, c = "spectral", c / math.sqrt(2.0)
+    mean2, rest2 = None, theta2.detach() if theta2 is not None else None
+    if theta2 is not None and aux_norm == "lipschitz":
+        mean2, rest2 = _centred(rest2)
+        kappa = kappa / math.sqrt(2.0)
+    n2 = rest2.norm() if rest2 is not None else torch.zeros_like(a0)
+    sigma, u_mat, vh = _spectrum(theta1, kind)
+    points = torch.cat([_tau_breakpoints(sigma, kind) / c, _split_breakpoints(a0, p0, n2, kappa)])
     points = points[torch.isfinite(points)].clamp_min(0)
     points = torch.cat([points.new_zeros(1), points]).sort().values
     points = torch.cat([points, points[-1:] + 1])
 
     def derivative(s: torch.Tensor) -> torch.Tensor:
-        return _split(s, a0, p0, n2, kappa, regime)[2] - _tau(s, sigma, norm)
+        return _split(s, a0, p0, n2, kappa, regime)[2] - c * _tau(c * s, sigma, kind)
 
     values = derivative(points)
     below = (values < 0).sum()
@@ -162,17 +196,22 @@ def project(
     root = torch.where(slope > 0, s0 - f0 * (s1 - s0) / torch.where(slope > 0, slope, 1.0), s1)
     s = torch.where(below == 0, torch.zeros_like(root), root).clamp_min(0).reshape(1)
     a, p, _ = _split(s, a0, p0, n2, kappa, regime)
-    tau = _tau(s, sigma, norm)
-    if norm == "frobenius":
+    radius1 = c * s
+    tau = _tau(radius1, sigma, kind)
+    if kind == "frobenius":
         scale = (sigma - tau).clamp_min(0) / sigma.clamp_min(torch.finfo(sigma.dtype).tiny)
-        new_theta1 = theta1.detach() * scale
+        new_theta1 = theta1 * scale
     else:
-        shrunk = (sigma - tau).clamp_min(0) if norm == "nuclear" else sigma.clamp(max=s)
+        shrunk = (sigma - tau).clamp_min(0) if kind == "nuclear" else sigma.clamp(max=radius1)
         new_theta1 = (u_mat * shrunk) @ vh
+    if mean1 is not None:
+        new_theta1 = new_theta1 + mean1
     new_theta2 = None
-    if theta2 is not None:
+    if rest2 is not None:
         radius = kappa * a
-        new_theta2 = theta2.detach() * torch.where(
+        new_theta2 = rest2 * torch.where(
             n2 > radius, radius / n2.clamp_min(torch.finfo(n2.dtype).tiny), torch.ones_like(n2)
         )
+        if mean2 is not None:
+            new_theta2 = new_theta2 + mean2
     return Projected(new_theta1, new_theta2, a.reshape(()), p.reshape(()))

@@ -73,7 +73,7 @@ class _LipschitzState:
         return {"lipschitz": float(self.method.lipschitz)}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
-        self.method.lipschitz = float(state["lipschitz"])
+        self.method.set_lipschitz(state["lipschitz"])
 
 
 class MethodTask(Task):

@@ -46,7 +46,12 @@ def brute_objective(
         z = g(problem.x_p[j], aux) if regime == "A" else g(problem.x_a[i], aux)
         y = problem.y_p[j]
         ce = torch.logsumexp(z, 0) - z[y]
-        margin = z[y] if problem.hinge == "seed" else (z[y] - z).max()
+        if problem.hinge == "seed":
+            margin = z[y]
+        elif problem.hinge == "margin":
+            margin = (z[y] - z).max()
+        else:  # "reference": the binary score, no label factor
+            margin = z[1] - z[0]
         hinge = torch.relu(margin - alpha_p * problem.kappa_p)
         weight = alpha_a if regime == "A" else alpha_p
         dist_term = torch.sigmoid(weight * d / scale) if squash else weight * d / scale
@@ -74,7 +79,7 @@ def cvxpy_reference(problem, regime):
         if theta2 is not None:
             z = z + theta2 @ problem.aux_a[i].double().numpy()
         zy = z[y[j]]
-        margin = zy if problem.hinge == "seed" else zy - cp.min(z)
+        margin = {"seed": zy, "margin": zy - cp.min(z), "reference": z[1] - z[0]}[problem.hinge]
         terms.append(cp.log_sum_exp(z) - zy + cp.pos(margin - problem.kappa_p * ap))
         dist += float(np.linalg.norm(x_a[i] - x_p[j]))
     norm = problem.n_a * problem.n_p if problem.normalize == "seed" else len(terms)
@@ -90,7 +95,15 @@ def cvxpy_reference(problem, regime):
     }
     cons = [norms[problem.norm] <= aa + ap, aa <= ap if regime == "A" else ap <= aa]
     if theta2 is not None:
-        cons.append(cp.norm(theta2, "fro") <= problem.kappa_a * aa)
+        if problem.aux_norm == "frobenius":
+            aux_norm = cp.norm(theta2, "fro")
+        else:
+            aux_norm = cp.max(
+                cp.hstack(
+                    [cp.norm(theta2[k] - theta2[m]) for k in range(C) for m in range(k + 1, C)]
+                )
+            )
+        cons.append(aux_norm <= problem.kappa_a * aa)
     program = cp.Problem(cp.Minimize(cost), cons)
     program.solve(solver="CLARABEL")
     return program.status, program.value

@@ -63,5 +63,5 @@ def test_wasserstein_unequal_sizes_against_transport_lp():
     # W₁ is a lower bound for the all-pairs mean distance D̄.
     problem = cpairs.PairProblem(a, p, np.zeros(6, dtype=int), r_a=0, r_p=0, num_classes=2)
     assert lp.fun <= problem.mean_distance
-    with pytest.raises(ValueError, match="max_size"):
-        cpairs.wasserstein_radius(a, p, max_size=5)
+    with pytest.raises(ValueError, match="return_plan"):
+        cpairs.wasserstein_radius(a, p, max_pairs=5, return_plan=True)

@@ -50,6 +50,7 @@ def test_hand_computed_single_pair():
         r_p=0.25,
         kappa_p=1.0,
         num_classes=2,
+        hinge="seed",
     )
     value = cpairs.objective(problem, theta1=torch.eye(2, dtype=F64), alpha_a=1.0, alpha_p=2.0)
     expected = 1.0 + math.log(1 + math.e) + 1.0 - 5.0

@@ -28,7 +28,7 @@ def test_accepts_numpy_and_torch_and_infers_classes():
     assert problem.x_a.dtype == torch.float64 and problem.has_aux
     same = build(x_a=torch.tensor(X_A), x_p=torch.tensor(X_P), y_p=torch.tensor(Y_P))
     assert torch.equal(same.x_p, problem.x_p)
-    assert build(pairs="knn", knn=2).pairs.size == 8
+    assert build(pairs="knn", knn=2, knn_direction="a_to_p").pairs.size == 8
 
 
 @pytest.mark.parametrize(
@@ -86,7 +86,7 @@ def test_mean_distance_is_the_pair_average():
     pairs = [(0, 0), (1, 2), (3, 4)]
     expected = np.mean([np.linalg.norm(X_A[i] - X_P[j]) for i, j in pairs])
     assert problem.mean_distance == pytest.approx(expected, rel=1e-12)
-    seed_norm = build(pairs=np.array([[0, 0], [1, 2], [3, 4]]))
+    seed_norm = build(pairs=np.array([[0, 0], [1, 2], [3, 4]]), normalize="seed")
     assert seed_norm.mean_distance == pytest.approx(3 * expected / 20, rel=1e-12)
     median = build(scale="median")
     all_d = np.linalg.norm(X_A[:, None] - X_P[None], axis=2)
