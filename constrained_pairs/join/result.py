@@ -32,6 +32,8 @@ class Result:
         wall_time: seconds.
         diagnostics: see :class:`~constrained_pairs.Diagnostics`.
         model: the trained backbone φ, or None for the linear model.
+        feature_map: the frozen map of ``distance="feature"`` (pass it to ``objective`` with
+            ``model`` to reproduce ``objective``), or None.
         reference_objective: the exact optimum when one was computed.
         gap: relative gap (objective − reference) / max(1, |reference|), when known.
         extra: method-specific details (e.g. the other regime's result under ``regime="auto"``).
@@ -52,6 +54,7 @@ class Result:
     wall_time: float
     diagnostics: Diagnostics
     model: torch.nn.Module | None = None
+    feature_map: torch.nn.Module | None = None
     reference_objective: float | None = None
     gap: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)

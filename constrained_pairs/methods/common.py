@@ -29,6 +29,7 @@ def make_result(
     history: list[dict[str, Any]],
     wall_time: float,
     model: torch.nn.Module | None = None,
+    feature_map: torch.nn.Module | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Result:
     """Evaluate Ω (the true objective, whatever the method optimised), the violations and the
@@ -44,7 +45,10 @@ def make_result(
     head = {"theta1": theta1, "theta2": theta2, "alpha_a": alpha_a, "alpha_p": alpha_p}
     if all(bool(torch.isfinite(t).all()) for t in (*head.values(), bias) if t is not None):
         with torch.no_grad():
-            value = float(objective(problem, **head, bias=bias, regime=regime, model=model))
+            frozen = {} if feature_map is None else {"feature_map": feature_map}
+            value = float(
+                objective(problem, **head, bias=bias, regime=regime, model=model, **frozen)
+            )
             found = violations(constraint_residuals(problem, **head, regime=regime))
         diagnostics = diagnose(
             problem,
@@ -54,6 +58,7 @@ def make_result(
             regime=regime,
             model=model,
             alpha_p=alpha_p,
+            feature_map=feature_map,
         )
     else:
         value = float("nan")
@@ -84,5 +89,6 @@ def make_result(
         wall_time=wall_time,
         diagnostics=diagnostics,
         model=model,
+        feature_map=feature_map,
         extra=extra or {},
     )

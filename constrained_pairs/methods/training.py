@@ -294,6 +294,7 @@ def _train(
         history=outcome.history,
         wall_time=outcome.elapsed,
         model=method.model,
+        feature_map=method.feature_map,
         extra={
             "iterations": outcome.iterations,
             "batch_size": blocks,

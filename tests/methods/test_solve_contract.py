@@ -181,3 +181,35 @@ def test_conflicting_or_unusable_options_are_refused(aux_problem):
     wrong = torch.nn.Linear(5, 3).double()
     with pytest.raises(InvalidArgumentError, match="model cannot be applied"):
         cp.solve(aux_problem, "projection", regime="A", max_iter=2, model=wrong)
+
+
+def test_feature_distances_of_a_free_backbone_cannot_be_exploited(split):
+    """A free MLP with distance="feature" trains against a frozen copy: Ω never falls below
+    α(r_A + r_P − D̄) >= 0, whatever the backbone does (SPEC §2, "Deep backbones")."""
+    model = _mlp()
+    probe = PairProblem(split.x_a, split.x_p, split.y_p, None, r_a=0.0, r_p=0.0, distance="feature")
+    d_bar = probe.mean_distance_with(model)
+    problem = probe.replace(r_a=0.51 * d_bar, r_p=0.51 * d_bar)
+    result = cp.solve(
+        problem,
+        "projection",
+        regime="A",
+        model=model,
+        max_iter=150,
+        backbone_lr=0.05,
+        log_every=1,
+    )
+    assert result.status in (cp.Status.MAX_ITER, cp.Status.CONVERGED)
+    assert min(result.history.objective) >= 0.0
+    value = objective(
+        problem,
+        theta1=result.theta1,
+        bias=result.bias,
+        alpha_a=result.alpha_a,
+        alpha_p=result.alpha_p,
+        regime="A",
+        model=result.model,
+        feature_map=result.feature_map,
+    )
+    assert float(value.detach()) == pytest.approx(result.objective, rel=1e-12)
+    assert result.diagnostics.mean_distance == pytest.approx(d_bar, rel=1e-9)
