@@ -2,7 +2,8 @@
 
 x = left half (28×14) of each image, aux = right half (only in A), labels only in P. Rows:
 
-* ``ERM (CNN)``: cross-entropy on P, x only, the free :class:`~constrained_pairs.backbones.ConvNet`.
+* ``ERM (CNN)``: cross-entropy on P, x only, the free
+  :class:`~constrained_pairs.backbones.FreeConvNet`.
 * ``ERM (Lipschitz CNN)``: the same with :class:`~constrained_pairs.backbones.LipschitzConvNet`
   and a free linear head.
 * ``join <method>``: ``cp.solve`` with each first-order method, ``regime="auto"``, the Lipschitz
@@ -53,7 +54,7 @@ from torch import nn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import constrained_pairs as cp  # noqa: E402
 from benchmarks._common import RESULTS, markdown_table, parse_args, write_results  # noqa: E402
-from constrained_pairs.backbones import ConvNet, LipschitzConvNet, lipschitz_bound  # noqa: E402
+from constrained_pairs.backbones import FreeConvNet, LipschitzConvNet, lipschitz_bound  # noqa: E402
 from constrained_pairs.data import ImageDataJoin, mnist_join  # noqa: E402
 from constrained_pairs.join.diagnostics import COLLAPSE_SHARE  # noqa: E402
 
@@ -182,7 +183,7 @@ def erm_row(split: ImageDataJoin, cfg: dict, seed: int, lipschitz: bool) -> dict
             nn.Linear(JOIN["features"], 10),
         )
     else:
-        model = ConvNet(X_SHAPE, 10, **BACKBONE)
+        model = FreeConvNet(X_SHAPE, 10, **BACKBONE)
     epoch = train_erm(model, split.x_p, split.y_p, cfg, seed, ERM_LR[lipschitz])
     model.eval()
     if lipschitz:
@@ -194,7 +195,7 @@ def erm_row(split: ImageDataJoin, cfg: dict, seed: int, lipschitz: bool) -> dict
 
 def oracle_row(split: ImageDataJoin, cfg: dict, seed: int) -> dict[str, Any]:
     torch.manual_seed(seed)
-    model = ConvNet((1, 28, 28), 10, **BACKBONE)
+    model = FreeConvNet((1, 28, 28), 10, **BACKBONE)
     images = torch.cat([split.whole_images("a"), split.whole_images("p")])
     labels = torch.cat([split.y_a, split.y_p])
     epoch = train_erm(model, images, labels, cfg, seed, ERM_LR[False])

@@ -3,7 +3,7 @@
 The dual of the data-join objective is valid when the loss is α-Lipschitz in x: with
 g = θ₁ φ(x) + θ₂ a + b this holds when Lip(CE∘θ₁) · Lip(φ) ≤ α_A + α_P. This package provides
 backbones φ whose Lipschitz constant is certified (:class:`LipschitzMLP`,
-:class:`LipschitzConvNet`, built from parametrized layers), the free baseline :class:`ConvNet`,
+:class:`LipschitzConvNet`, built from parametrized layers), the free baseline :class:`FreeConvNet`,
 and :func:`lipschitz_bound`, a certified bound L_φ for these and for any ``nn.Sequential`` of
 supported layers.
 """
@@ -18,14 +18,14 @@ from constrained_pairs.backbones.bounds import (
 )
 from constrained_pairs.backbones.layers import GroupSort, LipschitzConv2d, orthogonal_linear
 from constrained_pairs.backbones.networks import (
-    ConvNet,
+    FreeConvNet,
     LipschitzConvNet,
     LipschitzMLP,
     num_parameters,
 )
 
 __all__ = [
-    "ConvNet",
+    "FreeConvNet",
     "GroupSort",
     "LipschitzConv2d",
     "LipschitzConvNet",

@@ -2,7 +2,7 @@
 
 :class:`LipschitzMLP` and :class:`LipschitzConvNet` are certified 1-Lipschitz by construction
 (orthogonal linear layers, normalised convolutions, GroupSort, 2×2 max pooling, each with bound
-≤ 1); :class:`ConvNet` is the same topology unconstrained (ReLU), the free baseline. All accept
+≤ 1); :class:`FreeConvNet` is the same topology unconstrained (ReLU), the free baseline. All accept
 flat inputs (n, Π in_shape) as well as shaped ones (n, *in_shape).
 """
 
@@ -174,7 +174,7 @@ class LipschitzConvNet(_Backbone):
         self.layers = nn.Sequential(*layers)
 
 
-class ConvNet(_Backbone):
+class FreeConvNet(_Backbone):
     """The free (unconstrained) counterpart of :class:`LipschitzConvNet`: conv → ReLU → maxpool
     blocks, flatten, linear → ReLU → linear. Its :meth:`lipschitz_bound` is finite but grows
     with the weights; nothing constrains it.
@@ -221,4 +221,4 @@ def num_parameters(module: nn.Module) -> int:
     return sum(math.prod(p.shape) for p in module.parameters() if p.requires_grad)
 
 
-__all__ = ["ConvNet", "LipschitzConvNet", "LipschitzMLP", "num_parameters"]
+__all__ = ["FreeConvNet", "LipschitzConvNet", "LipschitzMLP", "num_parameters"]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from constrained_pairs.backbones import (
-    ConvNet,
+    FreeConvNet,
     GroupSort,
     LipschitzConvNet,
     LipschitzMLP,
@@ -169,7 +169,7 @@ def test_empirical_ratios_never_exceed_the_bound(kind, trained):
     elif kind == "lipschitz_conv":
         net = LipschitzConvNet(shape, 6, channels=(4, 6), hidden=16, dtype=D)
     else:
-        net = ConvNet(shape, 6, channels=(4, 6), hidden=16, dtype=D)
+        net = FreeConvNet(shape, 6, channels=(4, 6), hidden=16, dtype=D)
     if trained:
         train_briefly(net, shape)
     bound = lipschitz_bound(net)

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from constrained_pairs.backbones import ConvNet, LipschitzConvNet, LipschitzMLP, lipschitz_bound
+from constrained_pairs.backbones import FreeConvNet, LipschitzConvNet, LipschitzMLP, lipschitz_bound
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 
 
@@ -43,7 +43,7 @@ def test_deepcopy_and_state_dict_round_trip():
 
 
 def test_free_conv_net_bound_grows_with_its_weights():
-    net = ConvNet((1, 8, 6), 4, channels=(4, 6), hidden=8, dtype=torch.float64)
+    net = FreeConvNet((1, 8, 6), 4, channels=(4, 6), hidden=8, dtype=torch.float64)
     before = lipschitz_bound(net)
     with torch.no_grad():
         for p in net.parameters():
