@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from constrained_pairs._validation import check_positive_int
+from constrained_pairs._validation import check_float_dtype, check_positive_int
+from constrained_pairs.engine.options import check_device
 from constrained_pairs.errors import InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -225,6 +226,8 @@ def mnist_join(
     )
     if not 1 <= left_columns <= 27:
         raise InvalidArgumentError(f"left_columns must be in 1..27, got {left_columns}")
+    check_float_dtype("dtype", dtype)  # pixels lie in [0, 1]: integers would truncate them
+    device = check_device(device)
     total = n_a + n_p + n_test
     if total > 5000:
         raise InvalidArgumentError(f"n_a + n_p + n_test must be <= 5000, got {total}")

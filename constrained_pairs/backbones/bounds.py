@@ -296,6 +296,11 @@ def lipschitz_bound(module: nn.Module, input_shape: Sequence[int] | None = None)
         shape = tuple(int(s) for s in input_shape)
         if not shape or min(shape) < 1:
             raise InvalidArgumentError(f"input_shape must be positive sizes, got {input_shape!r}")
+    for param_name, value in module.named_parameters():
+        if not bool(torch.isfinite(value).all()):
+            raise InvalidArgumentError(
+                f"module parameter {param_name} has non-finite entries: no bound exists"
+            )
     return _bound(module, shape, "")
 
 

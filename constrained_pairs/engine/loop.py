@@ -22,7 +22,15 @@ from constrained_pairs.status import Status
 
 
 class Task(abc.ABC):
-    """One training problem as the loop sees it."""
+    """One training problem as the loop sees it.
+
+    Attributes:
+        records_start_point: a record's values describe the point its step started from (as
+            ``solve()``'s objective does), so that point is what a finite record verifies and
+            what a divergence restores; False: the point the step reached (epoch losses).
+    """
+
+    records_start_point: bool = False
 
     @abc.abstractmethod
     def stateful(self) -> dict[str, Any]:
@@ -71,6 +79,9 @@ class LoopSettings:
             and every value named in ``feasibility`` are below it; None: never.
         patience: see ``tol``.
         feasibility: values that must be below ``tol`` for convergence (``"max_violation"``).
+        blowup: a logged ``monitor`` whose magnitude exceeds ``blowup`` times that of the first
+            record (at least 1) ends the run as ``diverged`` too: an exploding run is not a
+            finite result. None: only non-finite values count.
         progress: show a tqdm bar (rank 0 only).
         callback: ``callback(record) -> bool | None``; True stops the run.
     """
@@ -80,6 +91,7 @@ class LoopSettings:
     tol: float | None = None
     patience: int = 50
     feasibility: tuple[str, ...] = ()
+    blowup: float | None = 1e12
     progress: bool = False
     callback: Callable[[Record], bool | None] | None = None
 
@@ -183,6 +195,9 @@ def run(
     for iteration in range(start, total):
         epoch = iteration // per_epoch
         log = (iteration + 1) % settings.log_every == 0 or iteration + 1 == total
+        # When a record checks the point its step started from, that point (not the one the
+        # step moves to) becomes the last verified point once the record is finite.
+        candidate = task.snapshot() if log and task.records_start_point else None
         values = task.step(iteration, epoch, log)
         watched = torch.as_tensor(values[settings.monitor]).detach()
         bad = ~torch.isfinite(watched)
@@ -191,12 +206,16 @@ def run(
         if log:
             numbers = _floats({**values, "_bad": finite_flag.to(torch.float64)})
             finite_flag = None
-            if numbers.pop("_bad") > 0 or not task.finite():
+            exploded = False
+            if settings.blowup is not None and history:
+                first = max(1.0, abs(history[0][settings.monitor]))
+                exploded = abs(numbers[settings.monitor]) > settings.blowup * first
+            if numbers.pop("_bad") > 0 or exploded or not task.finite():
                 status = Status.DIVERGED
                 task.restore(snapshot)
                 extra["diverged_at"] = iteration
                 break
-            snapshot = task.snapshot()
+            snapshot = candidate if task.records_start_point else task.snapshot()
             record = Record(iteration, epoch, time.perf_counter() - began, task.lr(), numbers)
             history.append(record)
             if bar is not None:

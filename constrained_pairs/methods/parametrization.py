@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from constrained_pairs.engine import check_float
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.head import Point
@@ -44,7 +45,8 @@ def _centring_basis(num_classes: int, **kw: Any) -> torch.Tensor:
 
 
 def _inverse_softplus(value: float) -> float:
-    return math.log(math.expm1(value))
+    """softplus⁻¹(v) = log(e^v − 1) = v + log(1 − e^{−v}), stable for every v > 0."""
+    return value + math.log(-math.expm1(-value))
 
 
 class FeasibleHead(nn.Module):
@@ -154,6 +156,8 @@ class ParametrizationMethod(FirstOrderMethod):
         self, problem: PairProblem, regime: str, options: TrainOptions, alpha_init: float = 1.0
     ) -> None:
         super().__init__(problem, regime, options)
+        # softplus(·) > 0: the smaller α starts strictly inside its bound
+        check_float("alpha_init", alpha_init, positive=True, optional=False)
         self.head = self.make_head(
             FeasibleHead,
             regime=regime,

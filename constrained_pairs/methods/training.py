@@ -77,7 +77,7 @@ class _LipschitzState:
 
 
 class MethodTask(Task):
-    """One method's run as the engine sees it.
+    """One method's run as the engine sees it (records hold Ω at the point a step starts from).
 
     Args:
         method: the method, built on the training problem.
@@ -86,6 +86,8 @@ class MethodTask(Task):
         generator: draws the blocks (seeded per rank).
         final_lr_ratio: last learning rate as a fraction of the first.
     """
+
+    records_start_point = True
 
     def __init__(
         self,

@@ -30,6 +30,7 @@ from constrained_pairs.qp.convexity import (
 from constrained_pairs.qp.kkt import (
     KKTFactor,
     factorize,
+    front_index,
     gather_rows,
     kkt_solve,
     matvec,
@@ -78,10 +79,9 @@ def _plus_times(g: torch.Tensor, Q: torch.Tensor, delta: torch.Tensor) -> torch.
         return g
     if 3 * count > delta.shape[-1]:
         return matvec(Q, delta, g)
-    index = torch.argsort((~support).to(torch.int8), dim=-1, stable=True)[:, :count]
-    return torch.baddbmm(
-        g.unsqueeze(-2), delta.gather(-1, index).unsqueeze(-2), gather_rows(Q, index)
-    ).squeeze(-2)
+    index, valid = front_index(support, count)
+    values = torch.where(valid, delta.gather(-1, index), 0.0)
+    return torch.baddbmm(g.unsqueeze(-2), values.unsqueeze(-2), gather_rows(Q, index)).squeeze(-2)
 
 
 def active_set_solve(
@@ -293,10 +293,9 @@ class NativeQPFunction(torch.autograd.Function):
         w, w_nu = refined_solve(Q, A, fac, grad_z, r_bot, steps=int(res.jittered))
         grads = [None] * 10
         need = ctx.needs_input_grad
-        if need[0]:  # -½(w zᵀ + z wᵀ), without a transposed (strided) pass
+        if need[0]:  # -½(w zᵀ + z wᵀ) = [-½w, z] [z, -½w]ᵀ: one product, one pass over Q's size
             half = -0.5 * w
-            outer = half.unsqueeze(-1) * z.unsqueeze(-2)
-            grads[0] = outer.addcmul_(z.unsqueeze(-1), half.unsqueeze(-2))
+            grads[0] = torch.stack([half, z], -1) @ torch.stack([z, half], -2)
         if need[1]:
             grads[1] = -w
         if need[2] or need[3]:

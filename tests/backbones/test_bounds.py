@@ -262,3 +262,13 @@ def test_largest_singular_value_and_its_gradient_match_an_svd():
         (mine,) = torch.autograd.grad(largest_singular_value(m), m)
         (svd,) = torch.autograd.grad(reference.amax(), m)
         assert torch.allclose(mine, svd, atol=1e-12)
+
+
+def test_non_finite_weights_have_no_bound():
+    from constrained_pairs.errors import InvalidArgumentError
+
+    layer = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        layer.weight[0, 0] = float("nan")
+    with pytest.raises(InvalidArgumentError, match="weight"):
+        lipschitz_bound(torch.nn.Sequential(layer))

@@ -213,3 +213,17 @@ def test_feature_distances_of_a_free_backbone_cannot_be_exploited(split):
     )
     assert float(value.detach()) == pytest.approx(result.objective, rel=1e-12)
     assert result.diagnostics.mean_distance == pytest.approx(d_bar, rel=1e-9)
+
+
+def test_parametrization_alpha_init_is_checked_and_large_values_work(aux_problem):
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InvalidArgumentError, match="alpha_init"):
+            cp.solve(aux_problem, "parametrization", regime="A", max_iter=2, alpha_init=bad)
+    result = cp.solve(aux_problem, "parametrization", regime="A", max_iter=2, alpha_init=1e3)
+    assert math.isfinite(result.objective)
+
+
+def test_an_exploding_run_ends_as_diverged(aux_problem):
+    result = cp.solve(aux_problem, "projection", regime="A", lr=1e300, max_iter=50, log_every=1)
+    assert result.status == cp.Status.DIVERGED
+    assert abs(result.objective) < 1e12 * max(1.0, abs(result.history[0]["objective"]))

@@ -40,6 +40,8 @@ def _valid(name: str, value) -> bool:
     """What the vocabulary accepts (README, "One vocabulary")."""
     if isinstance(value, bool):
         return False
+    if name == "final_lr_ratio" and isinstance(value, int | float) and value > 1:
+        return False
     if name in NUMERIC:
         return (
             isinstance(value, int | float)
