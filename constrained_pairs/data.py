@@ -95,6 +95,28 @@ class DataJoin:
         return PairProblem(self.x_a, self.x_p, self.y_p, self.aux_a, r_a=r_a, r_p=r_p, **options)
 
 
+def _join_fields(
+    left: torch.Tensor,
+    right: torch.Tensor,
+    labels: torch.Tensor,
+    ia: torch.Tensor,
+    ip: torch.Tensor,
+    it: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """The :class:`DataJoin` fields of the A / P / test rows ``ia``, ``ip``, ``it`` of the x
+    (``left``) and aux (``right``) parts."""
+    return {
+        "x_a": left[ia],
+        "aux_a": right[ia],
+        "x_p": left[ip],
+        "y_p": labels[ip],
+        "x_test": left[it],
+        "aux_test": right[it],
+        "y_test": labels[it],
+        "y_a": labels[ia],
+    }
+
+
 def digits_join(
     n_a: int = 50,
     n_p: int = 100,
@@ -135,16 +157,7 @@ def digits_join(
     left = images[:, 0, :, :left_columns].flatten(1)
     right = images[:, 0, :, left_columns:].flatten(1)
     ia, ip, it = order[:n_a], order[n_a : n_a + n_p], order[n_a + n_p : n_a + n_p + n_test]
-    return DataJoin(
-        x_a=left[ia],
-        aux_a=right[ia],
-        x_p=left[ip],
-        y_p=labels[ip],
-        x_test=left[it],
-        aux_test=right[it],
-        y_test=labels[it],
-        y_a=labels[ia],
-    )
+    return DataJoin(**_join_fields(left, right, labels, ia, ip, it))
 
 
 @functools.lru_cache(maxsize=1)
@@ -248,14 +261,7 @@ def mnist_join(
     left = left if images else left.flatten(1)
     right = pixels[..., left_columns:].flatten(1)
     return ImageDataJoin(
-        x_a=left[ia],
-        aux_a=right[ia],
-        x_p=left[ip],
-        y_p=labels[ip],
-        x_test=left[it],
-        aux_test=right[it],
-        y_test=labels[it],
-        y_a=labels[ia],
+        **_join_fields(left, right, labels, ia, ip, it),
         aux_p=right[ip],
         x_shape=x_shape,
         aux_shape=(1, 28, 28 - left_columns),

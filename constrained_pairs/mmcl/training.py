@@ -13,26 +13,10 @@ from torch import nn
 
 from constrained_pairs._validation import as_tensor
 from constrained_pairs.distributed.checks import check_same_data
-from constrained_pairs.engine import (
-    GeneratorState,
-    History,
-    RunOutcome,
-    check_int,
-    make_generator,
-    run,
-)
+from constrained_pairs.engine import History, RunOutcome
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
-from constrained_pairs.vision.batched import embed, module_device
-from constrained_pairs.vision.training import (
-    EpochBatches,
-    MinibatchTask,
-    broadcast_state_,
-    check_even_batches,
-    loop_settings,
-    make_checkpointer,
-    seeded,
-    use_distributed,
-)
+from constrained_pairs.vision.batched import embed, module_device, module_dtype
+from constrained_pairs.vision.call import TrainingCall, float_inputs
 
 __all__ = ["PretrainHistory", "embed", "linear_probe", "pretrain"]
 
@@ -47,10 +31,7 @@ def _inputs(dataset: Any) -> torch.Tensor:
         raise InvalidTypeError(
             f"dataset must be a tensor of inputs or a TensorDataset, got {type(dataset).__name__}"
         )
-    inputs = as_tensor("dataset", dataset)
-    if not inputs.is_floating_point():  # e.g. uint8 images: converted, never truncated
-        inputs = inputs.to(torch.get_default_dtype())
-    return inputs
+    return float_inputs("dataset", dataset)
 
 
 def pretrain(
@@ -116,69 +97,30 @@ def pretrain(
     for name, value in (("loss", loss), ("augment", augment)):
         if not callable(value):
             raise InvalidTypeError(f"{name} must be callable, got {type(value).__name__}")
-    epochs = check_int("epochs", epochs, optional=False)
-    batch_size = check_int("batch_size", batch_size, minimum=2, optional=False)
+    call = TrainingCall(
+        seed, device, dtype, progress, checkpoint, checkpoint_every, resume, callback, distributed
+    )
+    batch_size = call.schedule(epochs, batch_size, lr, minimum=2)
     inputs = _inputs(dataset)
     if batch_size > len(inputs):
         raise InvalidArgumentError(
             f"batch_size must be <= the dataset size {len(inputs)}, got {batch_size}"
         )
-    shard = use_distributed(distributed)
-    if shard:
-        check_even_batches(batch_size, len(inputs))
-    settings, device, dtype = loop_settings(
-        lr=lr,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        callback=callback,
-    )
-    generator = make_generator(seed)
-    batches = EpochBatches(len(inputs), batch_size, generator, drop_last=True)
-    settings.log_every = batches.per_epoch
-    if shard:
+    call.batches(len(inputs), batch_size, even=True, drop_last=True)
+    if call.shard:
         check_same_data("dataset", inputs)
-    encoder.to(device=device, dtype=dtype)
-    broadcast_state_(encoder)  # one start on every rank (and in every rank's fingerprint)
-    options = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        seed=seed,
-        augment=augment,
-        loss=loss,
-        encoder=encoder,
-        dtype=dtype,
+    call.place(encoder, augment)
+    call.checkpoint_for(
+        "mmcl/pretrain", [inputs], augment=augment, loss=loss, encoder=encoder, dtype=call.dtype
     )
-    checkpointer = make_checkpointer(
-        checkpoint, checkpoint_every, "mmcl/pretrain", [inputs], options
-    )
-    device = module_device(encoder, inputs.device)
-    first = next(encoder.parameters(), None)
-    float_dtype = first.dtype if first is not None and first.is_floating_point() else None
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
+    device, float_dtype = module_device(encoder, inputs.device), module_dtype(encoder)
 
     def step_loss(indices: torch.Tensor) -> torch.Tensor:
         batch = inputs[indices.to(inputs.device)].to(device=device, dtype=float_dtype)
         return loss(encoder(augment(batch)), encoder(augment(batch)))
 
-    with seeded(seed):
-        task = MinibatchTask(
-            {"encoder": encoder}, optimizer, GeneratorState(generator), batches, step_loss
-        )
-        return run(
-            task,
-            total=epochs * batches.per_epoch,
-            per_epoch=batches.per_epoch,
-            settings=settings,
-            checkpointer=checkpointer,
-            resume=resume,
-            desc="pretrain",
-        )
+    with call.seeded():
+        return call.minibatch({"encoder": encoder}, step_loss, "pretrain")
 
 
 def linear_probe(

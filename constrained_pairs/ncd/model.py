@@ -51,9 +51,18 @@ from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 from constrained_pairs.ncd import training as _training
 from constrained_pairs.ncd.losses import student_t_assignment
 from constrained_pairs.status import Status
-from constrained_pairs.vision.batched import apply_batched, module_device
+from constrained_pairs.vision.batched import apply_batched, module_device, module_dtype
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _novel_column(key: str, doc: str) -> property:
+    """A read-only list of the stage-2 records' ``key`` values (records without it skipped)."""
+
+    def column(history: NCDHistory) -> list[float]:
+        return [r.values[key] for r in history.novel if key in r.values]
+
+    return property(column, doc=doc)
 
 
 @dataclass
@@ -75,9 +84,6 @@ class NCDHistory:
     known_status: Status | None = None
     novel_status: Status | None = None
 
-    def _novel(self, key: str) -> list[float]:
-        return [r.values[key] for r in self.novel if key in r.values]
-
     @property
     def ce(self) -> list[float]:
         """Stage-1 cross-entropy per epoch."""
@@ -88,25 +94,13 @@ class NCDHistory:
         """Stage-2 total loss per epoch."""
         return self.novel.column("loss")
 
-    @property
-    def cluster(self) -> list[float]:
-        """Stage-2 L_cluster per epoch."""
-        return self._novel("cluster")
-
-    @property
-    def distill(self) -> list[float]:
-        """Stage-2 L_distill per epoch."""
-        return self._novel("distill")
-
-    @property
-    def pair(self) -> list[float]:
-        """Stage-2 L_pair per epoch."""
-        return self._novel("pair")
-
-    @property
-    def novel_acc(self) -> list[float]:
-        """Clustering accuracy on ``x_u`` after each stage-2 epoch (empty without ``y_u``)."""
-        return self._novel("novel_acc")
+    cluster = _novel_column("cluster", "Stage-2 L_cluster per epoch.")
+    distill = _novel_column("distill", "Stage-2 L_distill per epoch.")
+    pair = _novel_column("pair", "Stage-2 L_pair per epoch.")
+    novel_acc = _novel_column(
+        "novel_acc",
+        "Clustering accuracy on ``x_u`` after each stage-2 epoch (empty without ``y_u``).",
+    )
 
 
 class ResidualNCD(nn.Module):
@@ -166,9 +160,7 @@ class ResidualNCD(nn.Module):
         hidden = check_positive_int("residual_hidden", hidden)
         device = check_device(device)
 
-        first = next(backbone.parameters(), None)
-        dtype = first.dtype if first is not None and first.is_floating_point() else None
-        dtype = dtype or torch.get_default_dtype()
+        dtype = module_dtype(backbone, torch.get_default_dtype())
         if device is None:
             device = module_device(backbone, torch.device("cpu"))
         self.backbone = backbone

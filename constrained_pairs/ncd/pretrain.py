@@ -14,82 +14,37 @@ from typing import Any
 import torch
 from torch import nn
 
-from constrained_pairs._validation import as_tensor
-from constrained_pairs.engine import (
-    GeneratorState,
-    LoopSettings,
-    RunOutcome,
-    check_int,
-    make_generator,
-    run,
-)
+from constrained_pairs.engine import RunOutcome, check_int
 from constrained_pairs.errors import InvalidTypeError
 from constrained_pairs.losses import info_nce
-from constrained_pairs.vision.batched import module_device
-from constrained_pairs.vision.training import (
-    EpochBatches,
-    MinibatchTask,
-    broadcast_state_,
-    check_even_batches,
-    loop_settings,
-    make_checkpointer,
-    seeded,
-    use_distributed,
-)
+from constrained_pairs.vision.batched import module_device, module_dtype
+from constrained_pairs.vision.call import TrainingCall, float_inputs
 
 __all__ = ["pretrain_autoencoder", "pretrain_contrastive"]
 
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _prepare(backbone: Any, x: Any, augment: Any, device: Any, dtype: Any) -> torch.Tensor:
+def _prepare(
+    call: TrainingCall, backbone: Any, x: Any, augment: Any, min_size: int, **sizes: Any
+) -> tuple[torch.Tensor, list[int]]:
+    """Check the layer sizes, backbone and augmentation, move the backbone, then ``x`` to the
+    backbone's device and dtype; the batches of at least ``min_size`` samples."""
+    sizes = [check_int(k, v, optional=False) for k, v in sizes.items()]
     if not isinstance(backbone, nn.Module):
         raise InvalidTypeError(f"backbone must be a torch.nn.Module, got {type(backbone)}")
-    if augment is not None and not callable(augment):
-        raise InvalidTypeError(f"augment must be callable or None, got {type(augment).__name__}")
-    x = as_tensor("x", x)
-    if not x.is_floating_point():  # e.g. uint8 images: the default float dtype, never truncated
-        x = x.to(torch.get_default_dtype())
-    if device is not None or dtype is not None:
-        backbone.to(device=device, dtype=dtype)
-    first = next(backbone.parameters(), None)
-    return x.to(
-        device=module_device(backbone, x.device),
-        dtype=first.dtype if first is not None and first.is_floating_point() else x.dtype,
-    )
+    call.place(backbone, augment)
+    x = float_inputs("x", x)
+    x = x.to(device=module_device(backbone, x.device), dtype=module_dtype(backbone, x.dtype))
+    call.batches(len(x), call.batch_size, min_size=min_size, even=True)
+    return x, sizes
 
 
-def _run(
-    kind: str,
-    modules: dict[str, nn.Module],
-    x: torch.Tensor,
-    loss: Callable[[torch.Tensor], torch.Tensor],
-    batches: EpochBatches,
-    generator: torch.Generator,
-    *,
-    epochs: int,
-    lr: float,
-    options: dict[str, Any],
-    settings: LoopSettings,
-    vocabulary: dict[str, Any],
-) -> RunOutcome:
-    settings.log_every = batches.per_epoch
-    checkpointer = make_checkpointer(
-        vocabulary["checkpoint"], vocabulary["checkpoint_every"], kind, [x], options
-    )
-    params = [p for module in modules.values() for p in module.parameters()]
-    optimizer = torch.optim.Adam(params, lr=lr)
-    broadcast_state_(*modules.values())
-    task = MinibatchTask(modules, optimizer, GeneratorState(generator), batches, loss)
-    return run(
-        task,
-        total=epochs * batches.per_epoch,
-        per_epoch=batches.per_epoch,
-        settings=settings,
-        checkpointer=checkpointer,
-        resume=vocabulary["resume"],
-        desc=kind,
-    )
+def _mlp(sizes: tuple[int, int, int], x: torch.Tensor) -> nn.Sequential:
+    """ReLU -> Linear -> ReLU -> Linear through ``sizes``, on ``x``'s device and dtype."""
+    return nn.Sequential(
+        nn.ReLU(), nn.Linear(sizes[0], sizes[1]), nn.ReLU(), nn.Linear(sizes[1], sizes[2])
+    ).to(device=x.device, dtype=x.dtype)
 
 
 def pretrain_contrastive(
@@ -141,47 +96,27 @@ def pretrain_contrastive(
     Returns:
         The run's outcome; each record holds the epoch's mean ``loss`` and ``step_seconds``.
     """
-    epochs = check_int("epochs", epochs, optional=False)
-    batch_size = check_int("batch_size", batch_size, minimum=2, optional=False)
-    feat_dim, proj_dim, hidden = (
-        check_int(k, v, optional=False)
-        for k, v in (("feat_dim", feat_dim), ("proj_dim", proj_dim), ("hidden", hidden))
+    call = TrainingCall(
+        seed, device, dtype, progress, checkpoint, checkpoint_every, resume, callback, distributed
     )
+    call.schedule(epochs, batch_size, lr, minimum=2)
     if not callable(augment):
         raise InvalidTypeError(f"augment must be callable, got {type(augment).__name__}")
-    vocabulary = dict(
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        callback=callback,
+    x, (feat_dim, proj_dim, hidden) = _prepare(
+        call, backbone, x, augment, 2, feat_dim=feat_dim, proj_dim=proj_dim, hidden=hidden
     )
-    settings, _, _ = loop_settings(lr=lr, **vocabulary)
-    x = _prepare(backbone, x, augment, device, dtype)
-    shard = use_distributed(distributed)
-    if shard:
-        check_even_batches(batch_size, len(x))
-    broadcast_state_(backbone)  # one start on every rank (and in every rank's fingerprint)
-    generator = make_generator(seed)
-    batches = EpochBatches(len(x), batch_size, generator, min_size=2, drop_last=shard)
-    options = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
+    kind = "ncd/pretrain_contrastive"
+    call.checkpoint_for(
+        kind,
+        [x],
         temperature=temperature,
         proj_dim=proj_dim,
         hidden=hidden,
-        seed=seed,
         augment=augment,
         backbone=backbone,
     )
-    with seeded(seed):
-        head = nn.Sequential(
-            nn.ReLU(), nn.Linear(feat_dim, hidden), nn.ReLU(), nn.Linear(hidden, proj_dim)
-        ).to(device=x.device, dtype=x.dtype)
+    with call.seeded():
+        head = _mlp((feat_dim, hidden, proj_dim), x)
 
         def loss(indices: torch.Tensor) -> torch.Tensor:
             images = x[indices.to(x.device)]
@@ -189,20 +124,7 @@ def pretrain_contrastive(
             z1, z2 = head(backbone(views)).chunk(2)
             return info_nce(z1, z2, temperature)
 
-        modules = {"backbone": backbone, "head": head}
-        return _run(
-            "ncd/pretrain_contrastive",
-            modules,
-            x,
-            loss,
-            batches,
-            generator,
-            epochs=epochs,
-            lr=lr,
-            options=options,
-            settings=settings,
-            vocabulary=vocabulary,
-        )
+        return call.minibatch({"backbone": backbone, "head": head}, loss, kind)
 
 
 def pretrain_autoencoder(
@@ -248,59 +170,22 @@ def pretrain_autoencoder(
     Returns:
         The run's outcome; each record holds the epoch's mean ``loss`` and ``step_seconds``.
     """
-    epochs = check_int("epochs", epochs, optional=False)
-    batch_size = check_int("batch_size", batch_size, optional=False)
-    feat_dim, hidden = (
-        check_int(k, v, optional=False) for k, v in (("feat_dim", feat_dim), ("hidden", hidden))
+    call = TrainingCall(
+        seed, device, dtype, progress, checkpoint, checkpoint_every, resume, callback, distributed
     )
-    vocabulary = dict(
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        callback=callback,
+    call.schedule(epochs, batch_size, lr)
+    x, (feat_dim, hidden) = _prepare(
+        call, backbone, x, augment, 1, feat_dim=feat_dim, hidden=hidden
     )
-    settings, _, _ = loop_settings(lr=lr, **vocabulary)
-    x = _prepare(backbone, x, augment, device, dtype)
-    shard = use_distributed(distributed)
-    if shard:
-        check_even_batches(batch_size, len(x))
-    broadcast_state_(backbone)  # one start on every rank (and in every rank's fingerprint)
-    generator = make_generator(seed)
-    batches = EpochBatches(len(x), batch_size, generator, drop_last=shard)
     target = x.flatten(1)
-    options = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        hidden=hidden,
-        seed=seed,
-        augment=augment,
-        backbone=backbone,
-    )
-    with seeded(seed):
-        decoder = nn.Sequential(
-            nn.ReLU(), nn.Linear(feat_dim, hidden), nn.ReLU(), nn.Linear(hidden, target.shape[1])
-        ).to(device=x.device, dtype=x.dtype)
+    kind = "ncd/pretrain_autoencoder"
+    call.checkpoint_for(kind, [x], hidden=hidden, augment=augment, backbone=backbone)
+    with call.seeded():
+        decoder = _mlp((feat_dim, hidden, target.shape[1]), x)
 
         def loss(indices: torch.Tensor) -> torch.Tensor:
             idx = indices.to(x.device)
             inputs = x[idx] if augment is None else augment(x[idx])
             return (decoder(backbone(inputs)) - target[idx]).pow(2).sum(1).mean()
 
-        return _run(
-            "ncd/pretrain_autoencoder",
-            {"backbone": backbone, "decoder": decoder},
-            x,
-            loss,
-            batches,
-            generator,
-            epochs=epochs,
-            lr=lr,
-            options=options,
-            settings=settings,
-            vocabulary=vocabulary,
-        )
+        return call.minibatch({"backbone": backbone, "decoder": decoder}, loss, kind)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from constrained_pairs.distributed.collectives import all_gather_cat, is_distributed, world_size
-from constrained_pairs.engine import GeneratorState, Task
+from constrained_pairs.engine import Task
 from constrained_pairs.ncd.initialization import start_novel
 from constrained_pairs.ncd.losses import (
     cluster_loss,
@@ -27,7 +27,6 @@ from constrained_pairs.ncd.losses import (
     target_distribution,
 )
 from constrained_pairs.vision.training import (
-    EpochBatches,
     TensorState,
     broadcast_state_,
     gather_apply,
@@ -39,26 +38,19 @@ from constrained_pairs.vision.training import (
 
 if TYPE_CHECKING:
     from constrained_pairs.ncd.model import Augment, ResidualNCD
+    from constrained_pairs.vision.call import TrainingCall
 
 __all__ = ["KnownTask", "NovelTask", "pair_share"]
 
 
 class _StageTask(Task):
-    """What both stages share: the model, its optimizer, the batch order."""
+    """What both stages share: the model, its optimizer, the call's batch order."""
 
     def __init__(
-        self,
-        model: ResidualNCD,
-        optimizer: torch.optim.Optimizer,
-        generator: GeneratorState,
-        batches: EpochBatches,
+        self, model: ResidualNCD, optimizer: torch.optim.Optimizer, call: TrainingCall
     ) -> None:
-        self.model, self.optimizer, self.generator, self.batches = (
-            model,
-            optimizer,
-            generator,
-            batches,
-        )
+        self.model, self.optimizer = model, optimizer
+        self.generator, self.batches = call.generator_state(), call.epoch_batches
         self.distributed = is_distributed()
         self.sums: torch.Tensor | None = None
 
@@ -91,13 +83,12 @@ class KnownTask(_StageTask):
         self,
         model: ResidualNCD,
         optimizer: torch.optim.Optimizer,
-        generator: GeneratorState,
-        batches: EpochBatches,
+        call: TrainingCall,
         x: torch.Tensor,
         y: torch.Tensor,
         augment: Augment | None,
     ) -> None:
-        super().__init__(model, optimizer, generator, batches)
+        super().__init__(model, optimizer, call)
         self.x, self.y, self.augment = x, y, augment
 
     def step(self, iteration: int, epoch: int, log: bool) -> dict[str, Any]:
@@ -128,8 +119,7 @@ class NovelTask(_StageTask):
         self,
         model: ResidualNCD,
         optimizer: torch.optim.Optimizer,
-        generator: GeneratorState,
-        batches: EpochBatches,
+        call: TrainingCall,
         x_u: torch.Tensor,
         *,
         augment: Augment | None,
@@ -138,7 +128,7 @@ class NovelTask(_StageTask):
         pos_weight: float,
         score: Callable[[torch.Tensor], float] | None,
     ) -> None:
-        super().__init__(model, optimizer, generator, batches)
+        super().__init__(model, optimizer, call)
         self.x_u, self.augment, self.score = x_u, augment, score
         self.use_distill, self.use_pair, self.pos_weight = use_distill, use_pair, pos_weight
         self.state = TensorState(model.device, target=None, neighbors=None)

@@ -17,26 +17,11 @@ import torch
 from constrained_pairs._validation import as_tensor, check_choice, check_labels
 from constrained_pairs.distributed.checks import check_same_data, check_world_size
 from constrained_pairs.distributed.collectives import broadcast_object
-from constrained_pairs.engine import (
-    GeneratorState,
-    RunOutcome,
-    check_bool,
-    check_float,
-    check_int,
-    make_generator,
-    run,
-)
-from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+from constrained_pairs.engine import RunOutcome, check_bool, check_float, check_int
+from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.ncd.initialization import REDUCTION_INITS
 from constrained_pairs.ncd.tasks import KnownTask, NovelTask
-from constrained_pairs.vision.training import (
-    EpochBatches,
-    broadcast_state_,
-    loop_settings,
-    make_checkpointer,
-    seeded,
-    use_distributed,
-)
+from constrained_pairs.vision.call import TrainingCall
 
 if TYPE_CHECKING:
     from constrained_pairs.ncd.model import Augment, ResidualNCD
@@ -44,18 +29,39 @@ if TYPE_CHECKING:
 __all__ = ["fit_known", "fit_novel"]
 
 
-def _backbone_lr(lr: float, backbone_lr: float | None) -> float:
-    """The one default rule of both stages: the backbone learns at ``lr / 10``."""
+def _start(
+    call: TrainingCall,
+    model: ResidualNCD,
+    backbone_lr: float | None,
+    weight_decay: Any,
+    augment: Any,
+) -> dict[str, Any]:
+    """The checks and the start both stages share; returns the options both fingerprint: the
+    backbone's learning rate (the one default rule of both stages: ``lr / 10``), the weight
+    decay, the augmentation and the starting model with its settings."""
     if backbone_lr is None:
-        return lr / 10
-    return check_float("backbone_lr", backbone_lr, optional=False)
+        backbone_lr = call.lr / 10
+    else:
+        backbone_lr = check_float("backbone_lr", backbone_lr, optional=False)
+    check_float("weight_decay", weight_decay, optional=False)
+    call.place(model, augment)
+    return dict(
+        backbone_lr=backbone_lr,
+        weight_decay=weight_decay,
+        augment=augment,
+        start=model,
+        **model.hyperparameters(),
+    )
 
 
-def _common_checks(model: ResidualNCD, device: Any, dtype: Any, augment: Any) -> None:
-    if augment is not None and not callable(augment):
-        raise InvalidTypeError(f"augment must be callable or None, got {type(augment).__name__}")
-    if device is not None or dtype is not None:
-        model.to(device=device, dtype=dtype)
+def _adamw(
+    call: TrainingCall, new: list[torch.Tensor], old: list[torch.Tensor], stage: dict[str, Any]
+) -> torch.optim.AdamW:
+    """AdamW: the stage's new parameters at ``lr``, the inherited ones at ``backbone_lr``."""
+    return torch.optim.AdamW(
+        [{"params": new, "lr": call.lr}, {"params": old, "lr": stage["backbone_lr"]}],
+        weight_decay=stage["weight_decay"],
+    )
 
 
 def fit_known(
@@ -110,67 +116,27 @@ def fit_known(
         its history and status are also kept in ``model.history.known`` and
         ``model.history.known_status``.
     """
-    epochs = check_int("epochs", epochs, optional=False)
-    batch_size = check_int("batch_size", batch_size, optional=False)
-    check_float("lr", lr, positive=True, optional=False)
-    backbone_lr = _backbone_lr(lr, backbone_lr)
-    check_float("weight_decay", weight_decay, optional=False)
-    settings, _, _ = loop_settings(
-        lr=lr,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        callback=callback,
+    call = TrainingCall(
+        seed, device, dtype, progress, checkpoint, checkpoint_every, resume, callback, distributed
     )
-    _common_checks(model, device, dtype, augment)
-    shard = use_distributed(distributed)
-    broadcast_state_(model)  # one start on every rank (and in every rank's fingerprint)
+    batch_size = call.schedule(epochs, batch_size, lr)
+    stage = _start(call, model, backbone_lr, weight_decay, augment)
     x = model.check_input("x", x)
     y = check_labels("y", as_tensor("y", y, device=model.device, ndim=1), model.n_known)
     if y.shape[0] != x.shape[0]:
         raise InvalidArgumentError(
             f"x and y must have the same length, got {x.shape[0]} and {y.shape[0]}"
         )
-    generator = make_generator(seed)
-    batches = EpochBatches(x.shape[0], batch_size, generator)
-    settings.log_every = batches.per_epoch
-    if shard:
+    call.batches(x.shape[0], batch_size)
+    if call.shard:
         check_same_data("x, y", [x, y])
         check_world_size(x.shape[0], "labelled samples")
-    options = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        backbone_lr=backbone_lr,
-        weight_decay=weight_decay,
-        augment=augment,
-        seed=seed,
-        start=model,
-        **model.hyperparameters(),
-    )
-    checkpointer = make_checkpointer(checkpoint, checkpoint_every, "ncd/known", [x, y], options)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": list(model.head.parameters()), "lr": lr},
-            {"params": list(model.backbone.parameters()), "lr": backbone_lr},
-        ],
-        weight_decay=weight_decay,
-    )
-    with seeded(seed):
-        task = KnownTask(model, optimizer, GeneratorState(generator), batches, x, y, augment)
-        outcome = run(
-            task,
-            total=epochs * batches.per_epoch,
-            per_epoch=batches.per_epoch,
-            settings=settings,
-            checkpointer=checkpointer,
-            resume=resume,
-            desc="stage 1 (known)",
-        )
+    call.checkpoint_for("ncd/known", [x, y], **stage)
+    head, backbone = list(model.head.parameters()), list(model.backbone.parameters())
+    optimizer = _adamw(call, head, backbone, stage)
+    with call.seeded():
+        task = KnownTask(model, optimizer, call, x, y, augment)
+        outcome = call.run(task, "stage 1 (known)")
     model.history.known, model.history.known_status = outcome.history, outcome.status
     return outcome
 
@@ -240,11 +206,10 @@ def fit_novel(
     """
     from constrained_pairs.metrics import cluster_acc
 
-    epochs = check_int("epochs", epochs, optional=False)
-    batch_size = check_int("batch_size", batch_size, minimum=2)
-    check_float("lr", lr, positive=True, optional=False)
-    backbone_lr = _backbone_lr(lr, backbone_lr)
-    check_float("weight_decay", weight_decay, optional=False)
+    call = TrainingCall(
+        seed, device, dtype, progress, checkpoint, checkpoint_every, resume, callback, distributed
+    )
+    batch_size = call.schedule(epochs, batch_size, lr, minimum=2, optional=True)
     check_bool("use_distill", use_distill)
     check_bool("use_pair", use_pair)
     kmeans_restarts = check_int("kmeans_restarts", kmeans_restarts, optional=False)
@@ -255,20 +220,7 @@ def fit_novel(
                 f"pair_pos_weight must be a number >= 0 or 'balanced', got {pair_pos_weight!r}"
             )
         check_float("pair_pos_weight", pair_pos_weight, optional=False)
-    settings, _, _ = loop_settings(
-        lr=lr,
-        seed=seed,
-        device=device,
-        dtype=dtype,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        callback=callback,
-    )
-    _common_checks(model, device, dtype, augment)
-    shard = use_distributed(distributed)
-    broadcast_state_(model)  # one start on every rank (and in every rank's fingerprint)
+    stage = _start(call, model, backbone_lr, weight_decay, augment)
     x_u = model.check_input("x_u", x_u)
     n = x_u.shape[0]
     if n <= max(model.n_novel, model.topk):
@@ -281,50 +233,36 @@ def fit_novel(
         labels = as_tensor("y_u", y_u, ndim=1)
         if labels.shape[0] != n:
             raise InvalidArgumentError(f"y_u must have {n} labels, got {labels.shape[0]}")
-    generator = make_generator(seed)
     batch = n if batch_size is None else min(batch_size, n)
-    batches = EpochBatches(n, batch, generator, min_size=2)
-    settings.log_every = batches.per_epoch
-    if shard:
+    call.batches(n, batch, min_size=2)
+    if call.shard:
         check_same_data("x_u", x_u)
         check_world_size(batch, "samples per batch", per_rank=1)
     pos_weight = (
         (n - 1 - model.topk) / model.topk if pair_pos_weight == "balanced" else pair_pos_weight
     )
-    options = dict(
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        backbone_lr=backbone_lr,
-        weight_decay=weight_decay,
-        augment=augment,
+    checkpointer = call.checkpoint_for(
+        "ncd/novel",
+        [x_u, labels],
+        **stage,
         use_distill=use_distill,
         use_pair=use_pair,
         pair_pos_weight=pair_pos_weight,
         kmeans_restarts=kmeans_restarts,
         reduction_init=reduction_init,
-        seed=seed,
-        start=model,
-        **model.hyperparameters(),
     )
-    data = [x_u, labels]
-    checkpointer = make_checkpointer(checkpoint, checkpoint_every, "ncd/novel", data, options)
     new = [*model.reduction.parameters(), model.centers]
     if model.residual_branch is not None:
         new += list(model.residual_branch.parameters())
     old = [*model.backbone.parameters(), *model.head.parameters()]
-    optimizer = torch.optim.AdamW(
-        [{"params": new, "lr": lr}, {"params": old, "lr": backbone_lr}],
-        weight_decay=weight_decay,
-    )
+    optimizer = _adamw(call, new, old, stage)
     # Rank 0's view of the file decides for every rank (it is the one that writes it).
     resuming = broadcast_object(resume and checkpointer is not None and checkpointer.path.exists())
-    with seeded(seed):
+    with call.seeded():
         task = NovelTask(
             model,
             optimizer,
-            GeneratorState(generator),
-            batches,
+            call,
             x_u,
             augment=augment,
             use_distill=use_distill,
@@ -334,14 +272,6 @@ def fit_novel(
         )
         if not resuming:
             task.start(kmeans_restarts, seed, reduction_init)
-        outcome = run(
-            task,
-            total=epochs * batches.per_epoch,
-            per_epoch=batches.per_epoch,
-            settings=settings,
-            checkpointer=checkpointer,
-            resume=resume,
-            desc="stage 2 (novel)",
-        )
+        outcome = call.run(task, "stage 2 (novel)")
     model.history.novel, model.history.novel_status = outcome.history, outcome.status
     return outcome

@@ -10,7 +10,7 @@ from torch import nn
 
 from constrained_pairs._validation import check_positive_int
 
-__all__ = ["apply_batched", "embed", "module_device"]
+__all__ = ["apply_batched", "embed", "module_device", "module_dtype"]
 
 
 def module_device(module: nn.Module, default: torch.device | None = None) -> torch.device | None:
@@ -18,6 +18,12 @@ def module_device(module: nn.Module, default: torch.device | None = None) -> tor
     for tensor in (*module.parameters(), *module.buffers()):
         return tensor.device
     return default
+
+
+def module_dtype(module: nn.Module, default: torch.dtype | None = None) -> torch.dtype | None:
+    """Dtype of the module's first parameter when floating (else, or without one, ``default``)."""
+    first = next(module.parameters(), None)
+    return first.dtype if first is not None and first.is_floating_point() else default
 
 
 @torch.no_grad()

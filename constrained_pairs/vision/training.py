@@ -1,6 +1,7 @@
 """Sample-batched training on the engine, shared by the NCD fits and the NCD and MMCL
-pretraining loops: the vocabulary checks, epochs of shuffled batches sharded across ranks,
-gradient and buffer synchronisation, and gathered inference (SPEC §6, §7).
+pretraining loops: epochs of shuffled batches sharded across ranks, gradient and buffer
+synchronisation, and gathered inference (SPEC §6, §7); the start-up of a call is
+:class:`~constrained_pairs.vision.call.TrainingCall`.
 
 Distributed runs (a default process group, SPEC §6): every rank holds the same data and draws
 the same batch order from a generator seeded identically; rank r trains on the positions
@@ -12,10 +13,8 @@ batch's gradient: :func:`sync_gradients` all-reduces them, so every rank takes t
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,23 +28,8 @@ from constrained_pairs.distributed.collectives import (
     rank,
     world_size,
 )
-from constrained_pairs.engine import (
-    Checkpointer,
-    GeneratorState,
-    LoopSettings,
-    Task,
-    check_bool,
-    check_callback,
-    check_device,
-    check_dtype,
-    check_float,
-    check_int,
-    check_seed,
-    fingerprint,
-    resolve_progress,
-    scoped_seed,
-)
-from constrained_pairs.errors import InvalidArgumentError, UnsupportedOptionError
+from constrained_pairs.engine import GeneratorState, Task
+from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.vision.batched import apply_batched
 
 __all__ = [
@@ -53,104 +37,12 @@ __all__ = [
     "MinibatchTask",
     "TensorState",
     "broadcast_state_",
-    "check_even_batches",
     "gather_apply",
     "global_sum",
     "local_positions",
-    "loop_settings",
-    "make_checkpointer",
-    "seeded",
     "sync_buffers_",
     "sync_gradients",
-    "use_distributed",
 ]
-
-
-def use_distributed(distributed: bool | None) -> bool:
-    """Whether to shard across the default process group (None: when one with > 1 rank exists)."""
-    check_bool("distributed", distributed, optional=True)
-    active = is_distributed()
-    if distributed and not active:
-        raise InvalidArgumentError(
-            "distributed=True needs an initialised process group with more than one rank: start "
-            "the script with torchrun (and call constrained_pairs.distributed.init_from_env()) or "
-            "run it through constrained_pairs.distributed.launch"
-        )
-    if distributed is False and active:
-        raise UnsupportedOptionError(
-            "distributed=False inside a process group of several ranks: the training loop "
-            "synchronises its records across the group; run it outside the group instead"
-        )
-    return active
-
-
-def check_even_batches(batch_size: int, n: int) -> None:
-    """Distributed mean-loss loops split each global batch evenly: ``batch_size`` must be a
-    multiple of the world size and at most ``n`` (the last incomplete batch is dropped)."""
-    world = world_size()
-    if batch_size % world or batch_size > n:
-        raise InvalidArgumentError(
-            f"batch_size must be a multiple of the world size {world} (the global batch, split "
-            f"evenly across the ranks) and at most the {n} samples, got {batch_size}"
-        )
-
-
-def loop_settings(
-    *,
-    lr: Any,
-    seed: Any,
-    device: Any,
-    dtype: Any,
-    progress: Any,
-    checkpoint: Any,
-    checkpoint_every: Any,
-    resume: Any,
-    callback: Any,
-) -> tuple[LoopSettings, torch.device | None, torch.dtype | None]:
-    """Check the shared vocabulary (README, "One vocabulary") before any work.
-
-    Returns the loop settings and the checked device and dtype; set ``settings.log_every`` to
-    the number of batches per epoch (one record per epoch).
-    """
-    check_float("lr", lr, positive=True, optional=False)
-    check_seed(seed)
-    device = check_device(device)
-    dtype = check_dtype(dtype)
-    check_int("checkpoint_every", checkpoint_every)
-    check_bool("resume", resume)
-    check_callback(callback)
-    if resume and checkpoint is None:
-        raise InvalidArgumentError("resume=True needs checkpoint=path")
-    settings = LoopSettings(
-        monitor="loss",
-        progress=resolve_progress(progress),
-        callback=callback,
-    )
-    return settings, device, dtype
-
-
-def make_checkpointer(
-    checkpoint: str | os.PathLike | None,
-    every: int | None,
-    kind: str,
-    data: list[torch.Tensor | None],
-    options: dict[str, Any],
-) -> Checkpointer | None:
-    """The run's checkpointer (None without a path); the folder is checked now."""
-    if checkpoint is None:
-        return None
-    options = {**options, "world_size": world_size()}
-    return Checkpointer(checkpoint, fingerprint(kind, data, options), every)
-
-
-@contextmanager
-def seeded(seed: int) -> Iterator[None]:
-    """The global RNG seeded for this call and restored afterwards; each rank of a distributed
-    run draws its own stream (rank 0 draws what one process draws)."""
-    from constrained_pairs.distributed.sharding import rank_seed
-
-    with scoped_seed(rank_seed(seed) if is_distributed() else seed):
-        yield
 
 
 class TensorState:
