@@ -51,16 +51,18 @@ class FirstOrderMethod(abc.ABC):
         self.feature_map = options.feature_map
         self.lr = options.lr if options.lr is not None else self.default_lr
         self.distance_squash: str | None = None
-        #: L_φ of SPEC §2 "Deep backbones": the constraint is L_φ‖θ₁‖ <= α_A + α_P. A backbone
-        #: ``lipschitz_bound`` cannot bound keeps L_φ = 1 and no certificate
-        #: (``Result.extra["lipschitz_certified"]``).
-        self.lipschitz, self.certified = 1.0, False
-        if self.model is not None:
-            try:
-                self.lipschitz = lipschitz_bound(self.model, problem.x_p.shape[1:])
-                self.certified = True
-            except UnsupportedOptionError:
-                pass
+        #: L_φ of SPEC §2 "Deep backbones": the constraint is L_φ‖θ₁‖ <= α_A + α_P, enforced for
+        #: backbones certified by construction (they carry a ``lipschitz_bound()`` method, e.g.
+        #: ``backbones.LipschitzConvNet``), whose bound the optimiser cannot inflate. A free
+        #: backbone keeps L_φ = 1 and no certificate (``Result.extra["lipschitz_certified"]``,
+        #: its final bound in ``extra["lipschitz"]`` when ``lipschitz_bound`` can compute one):
+        #: its weights are not constrained, so L_φ‖θ₁‖ would be a moving target.
+        self.lipschitz = 1.0
+        self.certified = self.model is not None and callable(
+            getattr(self.model, "lipschitz_bound", None)
+        )
+        if self.certified:
+            self.lipschitz = lipschitz_bound(self.model, problem.x_p.shape[1:])
         training = self.model.training if self.model is not None else False
         try:
             with torch.no_grad():

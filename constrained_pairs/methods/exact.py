@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from constrained_pairs._validation import check_flag
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError, UnsupportedOptionError
 from constrained_pairs.join.constraints import constraint_residuals, violations
 from constrained_pairs.join.diagnostics import diagnose
@@ -57,23 +58,13 @@ FEASIBILITY_TOL = 1e-6
 GAP_TOL = 1e-5
 #: The options of ``method="exact"`` (CVXPY settings go in ``solver_options``).
 EXACT_OPTIONS = ("solver", "solver_options", "verbose", "model")
-#: SCS settings accepted through ``solver_options`` (CVXPY passes them to SCS).
-SCS_SETTINGS = (
-    "max_iters",
-    "eps_abs",
-    "eps_rel",
-    "eps_infeas",
-    "alpha",
-    "scale",
-    "adaptive_scale",
-    "normalize",
-    "rho_x",
-    "acceleration_lookback",
-    "acceleration_interval",
-    "time_limit_secs",
-    "warm_start",
-    "use_indirect",
-)
+#: SCS settings accepted through ``solver_options`` (CVXPY passes them to SCS), with their types.
+SCS_SETTINGS = {
+    **dict.fromkeys(("max_iters", "acceleration_lookback", "acceleration_interval"), int),
+    **dict.fromkeys(("eps_abs", "eps_rel", "eps_infeas", "alpha", "scale", "rho_x"), float),
+    "time_limit_secs": float,
+    **dict.fromkeys(("adaptive_scale", "normalize", "warm_start", "use_indirect"), bool),
+}
 
 
 #: CVXPY's statuses in the package's vocabulary (constrained_pairs.Status).
@@ -95,15 +86,40 @@ def _closest(word: str, choices: tuple[str, ...] | list[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def solver_settings(name: str) -> tuple[str, ...] | None:
-    """The settings a solver accepts through ``solver_options`` (None: not known here)."""
+def solver_settings(name: str) -> dict[str, type] | None:
+    """The settings a solver accepts through ``solver_options`` and the type of each (None:
+    not known here). ``verbose`` is the method's own option, not a setting."""
     if name == "CLARABEL":
         import clarabel
 
-        return tuple(a for a in dir(clarabel.DefaultSettings()) if not a.startswith("_"))
+        defaults = clarabel.DefaultSettings()
+        return {
+            a: type(getattr(defaults, a))
+            for a in dir(defaults)
+            if not a.startswith("_") and a not in ("default", "verbose")
+        }
     if name == "SCS":
         return SCS_SETTINGS
     return None
+
+
+def _check_setting(solver: str, key: str, value: Any, kind: type | None) -> None:
+    """A bool setting takes a bool; a numeric one (or any number, for a solver whose types are
+    not known) a real number >= 0, finite (time limits may be inf). Others go to the solver."""
+    where = f"solver_options[{key!r}] ({solver})"
+    flag, real = isinstance(value, bool | np.bool_), isinstance(value, int | float | np.number)
+    if kind is bool or (kind is None and flag):
+        if not flag:
+            raise InvalidTypeError(f"{where} must be True or False, got {value!r}")
+    elif kind in (int, float) or (kind is None and real):
+        if flag or not real or (kind is int and not isinstance(value, int | np.integer)):
+            expected = "an integer" if kind is int else "a real number"
+            raise InvalidTypeError(f"{where} must be {expected}, got {value!r}")
+        finite = isinstance(value, int | np.integer) or np.isfinite(value)
+        if not (value >= 0 and (finite or ("time" in key and value == np.inf))):
+            raise InvalidArgumentError(
+                f"{where} must be a finite number >= 0 (a tolerance, count or limit), got {value!r}"
+            )
 
 
 def _check_options(solver: Any, solver_options: Any, unknown: dict[str, Any]) -> tuple:
@@ -133,14 +149,18 @@ def _check_options(solver: Any, solver_options: Any, unknown: dict[str, Any]) ->
     settings = {} if solver_options is None else solver_options
     if not isinstance(settings, dict):
         raise InvalidTypeError(f"solver_options must be a dict, got {type(settings).__name__}")
+    for key in settings:
+        if key == "verbose":
+            raise InvalidArgumentError("solver_options: pass verbose=True to solve(), not here")
     for name in names:
         valid = solver_settings(name)
-        for key in settings:
+        for key, value in settings.items():
             if valid is not None and key not in valid:
                 raise InvalidArgumentError(
-                    f"solver_options: {key!r} is not a {name} setting{_closest(key, valid)} "
-                    f"Valid {name} settings: {valid}"
+                    f"solver_options: {key!r} is not a {name} setting{_closest(key, list(valid))} "
+                    f"Valid {name} settings: {tuple(valid)}"
                 )
+            _check_setting(name, key, value, valid.get(key) if valid is not None else None)
     return names, dict(settings)
 
 
@@ -178,13 +198,22 @@ def _solver_gap(name: str, raw: Any) -> float:
     return float("nan")
 
 
+def _bad_setting(options: dict, exc: Exception) -> InvalidArgumentError:
+    """The solver refused a setting's value: name the setting when its message tells which."""
+    named = [key for key in options if key in str(exc)] or sorted(options)
+    return InvalidArgumentError(
+        f"solver_options: the solver refused the setting {', '.join(map(repr, named))}: {exc}"
+    )
+
+
 def _run(built: Program, names: tuple[str, ...], verbose: bool, options: dict) -> tuple:
-    """Solve with the first solver of ``names`` that returns a point; (status, solver, gap)."""
+    """Solve with the first solver of ``names`` that returns a point; (status, solver, gap,
+    {solver: error message} of the solvers that failed)."""
     import warnings
 
     import cvxpy as cp
 
-    status, used, gap = "solver_error", None, float("nan")
+    status, used, gap, errors = "solver_error", None, float("nan"), {}
     for name in names:
         settings = {**CLARABEL_OPTIONS, **options} if name == "CLARABEL" else options
         recorder = _recording_solver(name)
@@ -192,15 +221,20 @@ def _run(built: Program, names: tuple[str, ...], verbose: bool, options: dict) -
             with warnings.catch_warnings():  # the inaccuracy is reported in the result's status
                 warnings.filterwarnings("ignore", message="Solution may be inaccurate")
                 built.program.solve(solver=recorder or name, verbose=verbose, **settings)
-        except cp.error.SolverError:
+        except cp.error.SolverError as exc:
+            errors[name] = str(exc)
             continue
+        except Exception as exc:  # Clarabel raises a bare Exception for a bad setting value
+            if not options:
+                raise
+            raise _bad_setting(options, exc) from exc
         used, status = name, CVXPY_STATUS.get(built.program.status, "solver_error")
         gap = _solver_gap(name, recorder.raw) if recorder is not None else float("nan")
         # Fall back only when the solver produced no usable point: SCS is first-order and would
         # replace an "optimal_inaccurate" interior-point answer by a less accurate one.
         if built.program.value is not None:
             break
-    return status, used, gap
+    return status, used, gap, errors
 
 
 def _tensor(value: Any, shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
@@ -229,16 +263,21 @@ def solve_exact(
         regime: ``"A"`` or ``"P"``.
         solver: an installed CVXPY solver name; by default Clarabel (relative gap 1e-7, see
             ``CLARABEL_OPTIONS``), then SCS if Clarabel returns no solution.
-        solver_options: the solver's own settings (checked against the solver's list); without
-            ``solver`` they are Clarabel's, and no SCS fallback is tried.
-        verbose: print the solver's log.
+        solver_options: the solver's own settings, checked against the solver's list and types
+            (bools for switches; numbers finite and >= 0, time limits may be inf); without
+            ``solver`` they are Clarabel's, and no SCS fallback is tried. A value the solver
+            refuses raises; a solver that fails on the problem gives ``status="solver_error"``
+            with its message in ``extra["solver_errors"]``.
+        verbose: print the solver's log (True or False).
         model: must be None (the exact reference exists for the linear model only).
 
     Raises:
-        InvalidArgumentError: for an unknown option, an uninstalled solver or an unknown
-            solver setting (naming the closest valid one).
+        InvalidArgumentError: for an unknown option, an uninstalled solver, an unknown solver
+            setting (naming the closest valid one) or a setting value out of range.
+        InvalidTypeError: for a non-bool ``verbose`` or a setting of the wrong type.
     """
     names, settings = _check_options(solver, solver_options, unknown)
+    verbose = check_flag("verbose", verbose)
     if model is not None:
         raise UnsupportedOptionError("method='exact' needs the linear model (model=None)")
     if not problem.distance_is_constant():
@@ -251,7 +290,7 @@ def solve_exact(
     work = problem.to(dtype=torch.float64)
     work = work.rescaled(scale) if scale != 1.0 else work
     built = build_program(work, regime, lift=True)
-    status, used, gap = _run(built, names, verbose, settings)
+    status, used, gap, errors = _run(built, names, verbose, settings)
     if (
         status == "optimal_inaccurate"
         and _recheck(work, regime, built, "optimal", gap) == "optimal"
@@ -259,9 +298,9 @@ def solve_exact(
         status = "optimal"  # a hair short of the solver's own tolerance, certified below
     if status == "optimal_inaccurate":
         plain = build_program(work, regime, lift=False)
-        plain_status, plain_used, plain_gap = _run(plain, names, verbose, settings)
+        plain_status, plain_used, plain_gap, plain_errors = _run(plain, names, verbose, settings)
         if plain_status == "optimal":
-            built, status, used, gap = plain, plain_status, plain_used, plain_gap
+            built, status, used, gap, errors = plain, "optimal", plain_used, plain_gap, plain_errors
     status = _recheck(work, regime, built, status, gap)
     wall = time.perf_counter() - start
 
@@ -287,6 +326,7 @@ def solve_exact(
             "data_scale": scale,
             "duality_gap": gap,
             "program": built.kind,
+            **({"solver_errors": errors} if errors else {}),
         },
     )
     if torch.isfinite(theta1).all():

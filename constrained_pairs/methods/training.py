@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from constrained_pairs.backbones import lipschitz_bound
 from constrained_pairs.distributed import (
     check_same_data,
     check_world_size,
@@ -35,7 +36,7 @@ from constrained_pairs.engine import (
     run,
     scoped_seed,
 )
-from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs.errors import InvalidArgumentError, UnsupportedOptionError
 from constrained_pairs.join.blocks import Block, block_of, sample_block
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
@@ -160,6 +161,16 @@ class MethodTask(Task):
         if log:
             values["max_violation"] = violation
         return values
+
+
+def _final_bound(method: FirstOrderMethod) -> float | None:
+    """L_φ in force (certified backbones), or the free backbone's bound when one exists."""
+    if method.model is None or method.certified:
+        return method.lipschitz
+    try:
+        return lipschitz_bound(method.model, method.problem.x_p.shape[1:])
+    except UnsupportedOptionError:
+        return None
 
 
 def _checkpointer(method_cls, problem, regime, settings, own) -> Checkpointer | None:
@@ -302,7 +313,7 @@ def _train(
             "batch_size": blocks,
             **outcome.extra,
             **restored,
-            "lipschitz": method.lipschitz,
+            "lipschitz": _final_bound(method),
             "lipschitz_certified": method.model is None or method.certified,
             "data_scale": scale,
             **method.extra(),
