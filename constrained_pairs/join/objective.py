@@ -21,12 +21,14 @@ import torch
 import torch.nn.functional as F
 
 from constrained_pairs._validation import check_choice
-from constrained_pairs.errors import InvalidArgumentError
+from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+from constrained_pairs.join.blocks import Block
 from constrained_pairs.join.distances import distance_sum
 from constrained_pairs.join.hinges import all_pairs_hinge_sum, hinge_at, hinge_matrix
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.streaming import stream_sum
+from constrained_pairs.join.validation import alpha_scalar, check_instance, head_tensor
 
 REGIMES = ("A", "P")
 
@@ -124,12 +126,20 @@ def regime_a_pair_loss(
     return lse - true_logits + hinge
 
 
-def _as_scalar(name: str, value: Any, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        if value.numel() != 1:
-            raise InvalidArgumentError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
-        return value.reshape(())
-    return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+def _check_arguments(problem: Any, theta1, theta2, bias, model, pairs, block, feature_map):
+    """O(1) checks of types, dtypes and devices (validation.py; values are not looked at);
+    returns (θ₁, θ₂, b) in the problem's dtype."""
+    if not isinstance(problem, PairProblem):
+        raise InvalidTypeError(f"problem must be a PairProblem, got {type(problem).__name__}")
+    check_instance("model", model, torch.nn.Module, "a torch.nn.Module")
+    check_instance("feature_map", feature_map, torch.nn.Module, "a torch.nn.Module")
+    check_instance("pairs", pairs, PairSet, "a PairSet (see sample_pairs)")
+    check_instance("block", block, Block, "a Block (see sample_block)")
+    return (
+        head_tensor("theta1", theta1, problem, optional=False),
+        head_tensor("theta2", theta2, problem, optional=True),
+        head_tensor("bias", bias, problem, optional=True),
+    )
 
 
 def _check_head(problem: PairProblem, theta1, theta2, bias, num_features: int) -> None:
@@ -192,6 +202,11 @@ def objective(
 ) -> torch.Tensor:
     """Ω^A or Ω^P of SPEC §2, differentiable in every argument.
 
+    Ω is defined for any α and θ, feasible or not (the first-order methods evaluate it at
+    infeasible and diverging points on purpose): only types, dtypes, devices and shapes are
+    checked, in O(1); NaN or infinite inputs give a non-finite value, not an error. θ₁, θ₂, b
+    are used in the problem's dtype (float32 ones on a float64 problem are converted, exactly).
+
     Args:
         problem: the data-join problem.
         theta1: classifier layer θ₁, (C, d) with d the (backbone) feature size.
@@ -215,11 +230,21 @@ def objective(
 
     Returns:
         A 0-dim tensor.
+
+    Raises:
+        InvalidTypeError: ``problem`` not a ``PairProblem``; ``theta1``/``theta2``/``bias`` not
+            floating tensors of the problem's dtype (or float32 on float64);
+            ``model``/``feature_map`` not modules; ``pairs`` not a ``PairSet``; ``block`` not a
+            ``Block``; α not a real number.
+        InvalidArgumentError: wrong shapes, tensors on another device, unknown ``regime``.
     """
+    theta1, theta2, bias = _check_arguments(
+        problem, theta1, theta2, bias, model, pairs, block, feature_map
+    )
     check_choice("regime", regime, REGIMES)
     check_choice("distance_squash", distance_squash, (None, "sigmoid"))
-    alpha_a = _as_scalar("alpha_a", alpha_a, theta1)
-    alpha_p = _as_scalar("alpha_p", alpha_p, theta1)
+    alpha_a = alpha_scalar("alpha_a", alpha_a, theta1)
+    alpha_p = alpha_scalar("alpha_p", alpha_p, theta1)
     pair_set, x_a, x_p, y, aux, weight = _evaluated_rows(problem, pairs, block)
     threshold = alpha_p * problem.kappa_p
     fp = features(model, x_p)

@@ -193,3 +193,30 @@ def sample_pairs(pairs: PairSet, size: int, generator: torch.Generator | None = 
         return PairSet(pairs.n_a, pairs.n_p, index_a, index_p)
     pick = torch.randint(pairs.size, (size,), generator=generator).to(device)
     return PairSet(pairs.n_a, pairs.n_p, pairs.index_a[pick], pairs.index_p[pick])
+
+
+def build_pairs(
+    option: object, x_a: torch.Tensor, x_p: torch.Tensor, knn: int, direction: str
+) -> PairSet:
+    """M from ``PairProblem``'s ``pairs`` option: ``"all"``, ``"knn"``, a ``PairSet`` of the
+    data's sizes or explicit (|M|, 2) rows (i, j)."""
+    n_a, n_p = x_a.shape[0], x_p.shape[0]
+    if isinstance(option, str):
+        if option not in ("all", "knn"):
+            raise InvalidArgumentError(
+                f"pairs must be 'all', 'knn' or an (|M|, 2) index array, got {option!r}"
+            )
+        return PairSet(n_a, n_p) if option == "all" else knn_pairs(x_a, x_p, knn, direction)
+    if isinstance(option, PairSet):
+        if (option.n_a, option.n_p) != (n_a, n_p):
+            raise InvalidArgumentError(
+                f"pairs is a PairSet for sizes ({option.n_a}, {option.n_p}), the data have "
+                f"({n_a}, {n_p})"
+            )
+        return option.to(x_a.device)
+    try:
+        return explicit_pairs(option, n_a, n_p, x_a.device)
+    except (TypeError, RuntimeError) as exc:
+        raise InvalidTypeError(
+            "pairs must be 'all', 'knn' or an (|M|, 2) integer index array of rows (i, j)"
+        ) from exc

@@ -2,43 +2,45 @@
 
 from __future__ import annotations
 
-import math
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 
 from constrained_pairs._validation import (
     as_feature_tensor,
-    as_tensor,
     check_choice,
     check_float_dtype,
     check_labels,
-    check_nonnegative,
     check_positive_int,
+    check_real,
 )
+from constrained_pairs.engine.options import check_device, check_unknown
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 from constrained_pairs.join.distances import (
+    check_distance_values,
     check_finite_total,
     distance_median,
     distance_sum,
+    distance_unit,
     frozen_distances,
 )
 from constrained_pairs.join.hinges import HINGES
-from constrained_pairs.join.pairs import KNN_DIRECTIONS, PairSet, explicit_pairs, knn_pairs
+from constrained_pairs.join.pairs import KNN_DIRECTIONS, build_pairs
+from constrained_pairs.join.validation import (
+    check_median,
+    check_scale_option,
+    float_input,
+    infer_num_classes,
+    label_tensor,
+)
 
 NORMS = ("nuclear", "frobenius", "spectral", "lipschitz")
 AUX_NORMS = ("frobenius", "lipschitz")
 DISTANCES = ("input", "feature", "logit")
 NORMALIZATIONS = ("pairs", "seed")
-
-
-def _float_input(value: Any) -> bool:
-    if isinstance(value, torch.Tensor):
-        return value.is_floating_point()
-    return np.asarray(value).dtype.kind == "f"
+DATA_KEYS = ("x_a", "x_p", "y_p", "aux_a")
 
 
 class PairProblem:
@@ -55,13 +57,14 @@ class PairProblem:
     Args:
         x_a: shared features of set A, (n_A, d) (or (n_A, ...) for a backbone).
         x_p: shared features of set P, same trailing shape as ``x_a``.
-        y_p: labels of set P in 0..C-1, (n_P,).
+        y_p: integer labels of set P in 0..C-1, (n_P,) (integral floats accepted; bool refused).
         aux_a: auxiliary features of set A, (n_A, m), or None.
-        r_a: Wasserstein radius around A (>= 0).
-        r_p: Wasserstein radius around P (>= 0).
-        kappa_a: κ_A in ‖θ₂‖ <= κ_A α_A.
-        kappa_p: κ_P in the hinge threshold α_P κ_P.
-        num_classes: C; defaults to max(y_p) + 1.
+        r_a: Wasserstein radius around A (a finite real number >= 0; not a string or bool).
+        r_p: Wasserstein radius around P (likewise).
+        kappa_a: κ_A in ‖θ₂‖ <= κ_A α_A (finite, >= 0).
+        kappa_p: κ_P in the hinge threshold α_P κ_P (finite, >= 0).
+        num_classes: C; defaults to max(y_p) + 1, which must not exceed max(n_P, 2) (labels are
+            class indices; pass ``num_classes`` explicitly for classes absent from P).
         pairs: ``"all"``, ``"knn"`` or explicit pairs: an (|M|, 2) integer table of rows
             (i, j) — i in A, j in P — as a nested list, numpy array or tensor, or a tuple of two
             1-D index tensors ``(index_a, index_p)``.
@@ -74,7 +77,8 @@ class PairProblem:
         hinge: ``"margin"``: max(max_k(z_y − z_k) − α_P κ_P, 0) (the label-flip dual, default),
             ``"seed"``: max(z_y − α_P κ_P, 0) (the notes; inactive at the optimum, see
             ``join/hinges.py``), or ``"reference"``: max(z_1 − z_0 − α_P κ_P, 0) (C = 2 only).
-        distance: ``"input"``, ``"feature"``, ``"logit"`` or a callable on aligned rows.
+        distance: ``"input"``, ``"feature"``, ``"logit"`` or a callable on aligned rows
+            ``(k, ...) , (k, ...) -> (k,)`` returning finite distances >= 0 (checked).
         scale: None, ``"median"`` (divide distances by their median over M) or a float > 0.
         normalize: ``"pairs"`` (1/|M|, default) or ``"seed"`` (1/(n_A n_P)); they coincide for
             ``pairs="all"``.
@@ -110,7 +114,7 @@ class PairProblem:
         x_p = as_feature_tensor("x_p", x_p, device=x_a.device)
         aux = as_feature_tensor("aux_a", aux_a, device=x_a.device) if aux_a is not None else None
         dtype = torch.promote_types(x_a.dtype, x_p.dtype)
-        if aux is not None and aux.dtype != dtype and _float_input(aux_a):
+        if aux is not None and aux.dtype != dtype and float_input(aux_a):
             dtype = torch.promote_types(dtype, aux.dtype)
         self.x_a, self.x_p = x_a.to(dtype), x_p.to(dtype)
         if self.x_a.dim() < 2 or self.x_p.dim() < 2:
@@ -125,16 +129,9 @@ class PairProblem:
             )
         if self.x_a.shape[0] == 0 or self.x_p.shape[0] == 0:
             raise InvalidArgumentError("x_a and x_p must each hold at least one row")
-        y = as_tensor("y_p", y_p, device=self.x_a.device, ndim=1)
-        if y.is_complex():
-            raise InvalidTypeError(f"y_p must hold integer class labels, got dtype {y.dtype}")
-        if y.shape[0] != self.x_p.shape[0]:
-            raise InvalidArgumentError(
-                f"y_p must have one label per row of x_p ({self.x_p.shape[0]}), got {y.shape[0]}"
-            )
+        y = label_tensor("y_p", y_p, self.x_p.shape[0], self.x_a.device)
         if num_classes is None:
-            top = y.max().round() if y.is_floating_point() else y.long().max()
-            num_classes = max(int(top) + 1, 2)
+            num_classes = infer_num_classes(y)
         self.num_classes = check_positive_int("num_classes", num_classes, minimum=2)
         self.y_p = check_labels("y_p", y, self.num_classes)
         self.aux_a = None
@@ -148,10 +145,10 @@ class PairProblem:
                 raise InvalidArgumentError(
                     f"aux_a must have n_A = {self.x_a.shape[0]} rows, got {self.aux_a.shape[0]}"
                 )
-        self.r_a = check_nonnegative("r_a", r_a)
-        self.r_p = check_nonnegative("r_p", r_p)
-        self.kappa_a = check_nonnegative("kappa_a", kappa_a)
-        self.kappa_p = check_nonnegative("kappa_p", kappa_p)
+        self.r_a = check_real("r_a", r_a, minimum=0.0)
+        self.r_p = check_real("r_p", r_p, minimum=0.0)
+        self.kappa_a = check_real("kappa_a", kappa_a, minimum=0.0)
+        self.kappa_p = check_real("kappa_p", kappa_p, minimum=0.0)
         self.norm = check_choice("norm", norm, NORMS)
         self.aux_norm = check_choice("aux_norm", aux_norm, AUX_NORMS)
         self.hinge = check_choice("hinge", hinge, HINGES)
@@ -161,45 +158,19 @@ class PairProblem:
                 f"alpha_P kappa_P, 0) and needs num_classes=2, got {self.num_classes}; "
                 "use hinge='margin' (its multi-class generalisation)"
             )
-        if not callable(distance):
+        if callable(distance):  # type and shape now, on two rows; values with the totals
+            check_distance_values(distance(self.x_a[[0, 0]], self.x_p[[0, 0]]), 2, values_too=False)
+        else:
             check_choice("distance", distance, DISTANCES)
         self.distance = distance
-        if not (scale is None or scale == "median"):
-            if isinstance(scale, str):
-                raise InvalidArgumentError(
-                    f"scale must be None, 'median' or a float > 0, got {scale!r}"
-                )
-            if check_nonnegative("scale", scale) == 0:
-                raise InvalidArgumentError("scale must be > 0")
-            scale = float(scale)
-        self.scale = scale
+        self.scale = check_scale_option(scale)
         self.normalize = check_choice("normalize", normalize, NORMALIZATIONS)
         self.knn = check_positive_int("knn", knn)
         self.knn_direction = check_choice("knn_direction", knn_direction, KNN_DIRECTIONS)
         self.pairs_option = pairs
-        self.pairs = self._build_pairs(pairs)
+        self.pairs = build_pairs(pairs, self.x_a, self.x_p, self.knn, self.knn_direction)
         self._cache: dict[str, Any] = {}
         self._frozen: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-    def _build_pairs(self, pairs: Any) -> PairSet:
-        if isinstance(pairs, str):
-            check_choice("pairs", pairs, ("all", "knn"))
-            if pairs == "all":
-                return PairSet(self.n_a, self.n_p)
-            return knn_pairs(self.x_a, self.x_p, self.knn, self.knn_direction)
-        if isinstance(pairs, PairSet):
-            if (pairs.n_a, pairs.n_p) != (self.n_a, self.n_p):
-                raise InvalidArgumentError(
-                    f"pairs is a PairSet for sizes ({pairs.n_a}, {pairs.n_p}), the data have "
-                    f"({self.n_a}, {self.n_p})"
-                )
-            return pairs.to(self.device)
-        try:
-            return explicit_pairs(pairs, self.n_a, self.n_p, self.x_a.device)
-        except (TypeError, RuntimeError) as exc:
-            raise InvalidTypeError(
-                "pairs must be 'all', 'knn' or an (|M|, 2) integer index array of rows (i, j)"
-            ) from exc
 
     # -- sizes -----------------------------------------------------------------------------------
     @property
@@ -254,38 +225,49 @@ class PairProblem:
             return self.scale
         if fa is None:
             if "median" not in self._cache:
-                median = distance_median(self.pairs, self.x_a, self.x_p, self.distance_fn)
-                self._check_median(median)
+                median = distance_median(
+                    self.pairs, self.x_a, self.x_p, self.distance_fn, unit=self._unit, check=True
+                )
+                check_median(median)
                 self._cache["median"] = median
             return self._cache["median"]
         median = distance_median(self.pairs, fa.detach(), fp.detach(), self.distance_fn)
-        self._check_median(median)
+        check_median(median)
         return median
 
-    @staticmethod
-    def _check_median(median: torch.Tensor) -> None:
-        if not (math.isfinite(float(median)) and float(median) > 0):
-            raise InvalidArgumentError(
-                f"scale='median': the median pair distance is {float(median)}, so every distance "
-                "would be divided by it; with duplicated points (median 0) use scale=None or a "
-                "float scale"
-            )
+    @property
+    def _unit(self) -> float:
+        """The exact power-of-two unit of the Euclidean distances (``join/distances.py``)."""
+        if callable(self.distance):
+            return 1.0
+        if "unit" not in self._cache:
+            self._cache["unit"] = distance_unit(self.x_a, self.x_p)
+        return self._cache["unit"]
 
     @property
     def distance_total(self) -> torch.Tensor:
-        """Σ_M d_ij (scaled) for a constant distance, computed once and cached.
+        """Σ_M d_ij (scaled) for a constant distance, computed once and cached; data far from
+        unit scale (1e±200) are summed in an exact power-of-two unit, without overflow.
 
         Raises:
-            InvalidArgumentError: when a distance is NaN or infinite (e.g. a callable's output).
+            InvalidArgumentError: when a distance is NaN or infinite, or a callable ``distance``
+                returns other than finite values >= 0 of shape (k,).
         """
         if not self.distance_is_constant():
             raise InvalidArgumentError(
                 f"distance={self.distance!r} depends on the parameters; it has no constant total"
             )
         if "distance_total" not in self._cache:
+            scale = self.distance_scale()
             with torch.no_grad():
                 total = distance_sum(
-                    self.pairs, self.x_a, self.x_p, self.distance_fn, scale=self.distance_scale()
+                    self.pairs,
+                    self.x_a,
+                    self.x_p,
+                    self.distance_fn,
+                    scale=scale,
+                    unit=self._unit,
+                    check=True,
                 )
             check_finite_total("the sum of pair distances", total, "check the distance and data")
             self._cache["distance_total"] = total
@@ -342,16 +324,21 @@ class PairProblem:
     def replace(self, **changes: Any) -> PairProblem:
         """A copy with some options changed (radii, norm, ...), re-validated.
 
-        Cached distance totals are reused when the pairs and distance options are unchanged.
+        Cached distance totals are reused when the data, pairs and distance options are
+        unchanged; new ``x_a``/``x_p`` rebuild M from the ``pairs`` option (e.g. ``"knn"``).
+
+        Raises:
+            InvalidArgumentError: for a key that is neither an option nor ``x_a``, ``x_p``,
+                ``y_p``, ``aux_a`` (listing the valid ones).
         """
+        check_unknown("PairProblem.replace", changes, [*self.options(), *DATA_KEYS])
         options = {**self.options(), **changes}
-        if {"pairs", "knn", "knn_direction"} & set(changes):
+        if {"pairs", "knn", "knn_direction", "x_a", "x_p"} & set(changes):  # M is rebuilt
             options["pairs"] = changes.get("pairs", self.pairs_option)
-        data = {k: changes.pop(k, getattr(self, k)) for k in ("x_a", "x_p", "y_p", "aux_a")}
-        for key in ("x_a", "x_p", "y_p", "aux_a"):
-            options.pop(key, None)
+        data = {k: options.pop(k, getattr(self, k)) for k in DATA_KEYS}
         new = PairProblem(data["x_a"], data["x_p"], data["y_p"], data["aux_a"], **options)
-        if not set(changes) & {"pairs", "knn", "knn_direction", "distance", "scale", "normalize"}:
+        distance_keys = {"pairs", "knn", "knn_direction", "distance", "scale", "normalize"}
+        if not set(changes) & (distance_keys | {"x_a", "x_p"}):
             new._cache.update(self._cache)
         return new
 
@@ -361,11 +348,13 @@ class PairProblem:
 
         Raises:
             InvalidArgumentError: for a dtype other than float32/float64 (integer dtypes would
-                truncate the data; half precision is not supported).
+                truncate the data; half precision is not supported), or a device that is not
+                ``"cpu"``/``"cuda[:i]"`` or not available here.
         """
         if dtype is not None:
             check_float_dtype("dtype", dtype)
-        same_device = device is None or torch.device(device) == self.device
+        device = check_device(device)
+        same_device = device is None or device == self.device
         if same_device and (dtype is None or dtype == self.dtype):
             return self
 

@@ -7,9 +7,11 @@ from typing import Any
 
 import torch
 
+from constrained_pairs._validation import check_flag
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.diagnostics import Diagnostics
 from constrained_pairs.join.objective import features
+from constrained_pairs.join.validation import label_tensor, predictor_input
 
 
 @dataclass
@@ -64,21 +66,42 @@ class Result:
     ) -> torch.Tensor:
         """g(x, a) = θ₁φ(x) + θ₂a + b.
 
+        Args:
+            x: features, (n, d) (or (n, ...) for a backbone), finite.
+            aux: auxiliary features, (n, m), finite; needed when θ₂ is non-zero.
+            ignore_aux: True to use θ₁φ(x) + b on purpose (``aux`` is then not used).
+
         Raises:
             InvalidArgumentError: when θ₂ is non-zero and ``aux`` is missing (the predictor
-                would silently drop θ₂a); pass ``ignore_aux=True`` to use θ₁φ(x) + b on purpose.
+                would silently drop θ₂a); for ``x``/``aux`` of the wrong width or row count, for
+                ``aux`` given to a result without θ₂, and for NaN or infinite inputs.
+            InvalidTypeError: for non-numeric inputs or a non-bool ``ignore_aux``.
         """
-        x = torch.as_tensor(x, dtype=self.theta1.dtype, device=self.theta1.device)
+        ignore_aux = check_flag("ignore_aux", ignore_aux)
+        width = self.theta1.shape[1] if self.model is None else None
+        x = predictor_input("x", x, self.theta1, width)
         uses_aux = self.theta2 is not None and bool((self.theta2 != 0).any())
         if aux is None and uses_aux and not ignore_aux:
             raise InvalidArgumentError(
                 "aux is required: this result's theta2 is non-zero, so predictions need the "
                 "auxiliary features (pass aux=...), or ignore_aux=True to predict from x alone"
             )
+        if aux is not None and not ignore_aux:
+            if self.theta2 is None:
+                raise InvalidArgumentError(
+                    "aux was given but this result has no theta2 (its problem had no aux_a): "
+                    "predict from x alone (aux=None)"
+                )
+            aux = predictor_input("aux", aux, self.theta2, self.theta2.shape[1], x.shape[0])
         with torch.no_grad():
-            out = features(self.model, x) @ self.theta1.T + self.bias
-            if aux is not None and self.theta2 is not None and not ignore_aux:
-                aux = torch.as_tensor(aux, dtype=self.theta2.dtype, device=self.theta2.device)
+            phi = features(self.model, x)
+            if phi.shape[1] != self.theta1.shape[1]:
+                raise InvalidArgumentError(
+                    f"x: the model's features have width {phi.shape[1]}, theta1 expects "
+                    f"{self.theta1.shape[1]} (check the input shape)"
+                )
+            out = phi @ self.theta1.T + self.bias
+            if aux is not None and not ignore_aux:
                 out = out + aux @ self.theta2.T
         return out
 
@@ -96,9 +119,13 @@ class Result:
         *,
         ignore_aux: bool = False,
     ) -> float:
-        """Fraction of correct predictions (``aux`` as in :meth:`logits`)."""
-        y = torch.as_tensor(y, device=self.theta1.device)
-        return float((self.predict(x, aux, ignore_aux=ignore_aux) == y).double().mean())
+        """Fraction of correct predictions (``aux`` as in :meth:`logits`; ``y``: integer labels,
+        one per row of ``x``)."""
+        predicted = self.predict(x, aux, ignore_aux=ignore_aux)
+        y = label_tensor("y", y, predicted.shape[0], self.theta1.device)
+        if y.is_floating_point() and not bool((y == y.round()).all()):
+            raise InvalidArgumentError("y must hold integer class labels")
+        return float((predicted == y).double().mean())
 
     def summary(self) -> str:
         """One line: method, regime, objective, max violation, status, time."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from constrained_pairs._validation import as_feature_tensor, check_positive_int
+from constrained_pairs._validation import as_feature_tensor, check_flag, check_positive_int
 from constrained_pairs.errors import InvalidArgumentError, UnsupportedOptionError
 
 #: Largest n_A · n_P solved exactly by default (a 32 MiB float64 cost matrix).
@@ -83,18 +83,27 @@ def wasserstein_estimate(
     Args:
         x_a: points of A, (n_A, d) or (n_A, ...); tensors may require grad (they are detached).
         x_p: points of P, same trailing size.
-        max_pairs: exact when n_A · n_P <= this.
-        subsample: points per side in each subsample (beyond ``max_pairs``).
-        num_samples: subsample pairs averaged (beyond ``max_pairs``).
-        seed: seed of the subsampling.
-        return_plan: keep the optimal plan (exact case only).
+        max_pairs: exact when n_A · n_P <= this (an int >= 1).
+        subsample: points per side in each subsample (beyond ``max_pairs``; an int >= 1).
+        num_samples: subsample pairs averaged (beyond ``max_pairs``; an int >= 2, the standard
+            error needs two).
+        seed: seed of the subsampling (an int >= 0).
+        return_plan: keep the optimal plan (exact case only; True or False).
+
+    Raises:
+        InvalidArgumentError: for empty, 1-D or mismatched point sets and out-of-range options.
+        InvalidTypeError: for non-numeric points and options of the wrong type.
     """
+    max_pairs = check_positive_int("max_pairs", max_pairs)
+    subsample = check_positive_int("subsample", subsample)
+    num_samples = check_positive_int("num_samples", num_samples, minimum=2)
+    seed = check_positive_int("seed", seed, minimum=0)
+    return_plan = check_flag("return_plan", return_plan)
     a, p = _points("x_a", x_a), _points("x_p", x_p)
     if a.shape[1] != p.shape[1]:
         raise InvalidArgumentError(
             f"x_a and x_p must share the feature dimension, got {a.shape[1]} and {p.shape[1]}"
         )
-    max_pairs = check_positive_int("max_pairs", max_pairs)
     if len(a) * len(p) <= max_pairs:
         value, plan = _emd(a, p, return_plan)
         return WassersteinEstimate(value, 0.0, True, plan)
@@ -103,8 +112,6 @@ def wasserstein_estimate(
             f"return_plan=True needs the exact solve: n_A * n_P = {len(a) * len(p)} exceeds "
             f"max_pairs={max_pairs}; raise max_pairs"
         )
-    subsample = check_positive_int("subsample", subsample)
-    num_samples = check_positive_int("num_samples", num_samples, minimum=2)
     rng = np.random.default_rng(seed)
     values = []
     for _ in range(num_samples):
@@ -129,7 +136,8 @@ def wasserstein_radius(
 
     Exact (POT's network simplex on uniform weights) for n_A · n_P <= 2^22, for any sizes;
     beyond, a subsampled estimate (see :func:`wasserstein_estimate` for its standard error and
-    the options ``max_pairs``, ``subsample``, ``num_samples``, ``seed``).
+    the options ``max_pairs``, ``subsample``, ``num_samples``, ``seed``, all validated there
+    before any work; ``return_plan`` must be True or False).
 
     Returns:
         W₁ as a float, or ``(W₁, plan)`` with ``return_plan=True`` (plan: (n_A, n_P) array whose
