@@ -12,12 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from constrained_pairs._validation import check_choice
 from constrained_pairs.engine import check_float
 from constrained_pairs.errors import InvalidTypeError
 from constrained_pairs.join.diagnostics import check_bounded
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
+from constrained_pairs.methods.common import make_result
+from constrained_pairs.status import Status
 
 METHOD_NAMES = (
     "exact",
@@ -59,6 +63,41 @@ def _regime_checkpoint(path: Any, regime: str) -> Any:
         return path  # the checkpointer names the wrong type
     path = Path(path)
     return path.with_name(f"{path.stem}.{regime}{path.suffix}")
+
+
+def _never_worse_than_trivial(problem: PairProblem, result: Result) -> Result:
+    """An exact solve of a bounded problem never returns a point worse than the feasible
+    θ = 0, α = 0, b = 0, whose Ω is known (log C with the shift-invariant hinges): when the
+    solver's point is worse, or it reports the problem unbounded or infeasible (radii far above
+    D̄ strain the conic solver), that point is returned with ``optimal_inaccurate`` and the
+    solver's outcome in ``extra``."""
+    if Status(result.status).ok or result.status == Status.SOLVER_ERROR:
+        return result  # a solver that returned nothing is reported as such
+    zero = torch.zeros_like(result.theta1, dtype=torch.float64)
+    theta2 = None if result.theta2 is None else zero.new_zeros(result.theta2.shape)
+    trivial = make_result(
+        problem.to(dtype=torch.float64),
+        method=result.method,
+        regime=result.regime,
+        theta1=zero,
+        theta2=theta2,
+        bias=torch.zeros(zero.shape[0], dtype=torch.float64, device=zero.device),
+        alpha_a=0.0,
+        alpha_p=0.0,
+        status=Status.OPTIMAL_INACCURATE,
+        history=result.history,
+        wall_time=result.wall_time,
+        extra=result.extra,
+    )
+    if math.isfinite(result.objective) and result.objective <= trivial.objective:
+        return result
+    trivial.extra = {
+        **result.extra,
+        "solver_status": str(result.status),
+        "solver_objective": result.objective,
+        "note": "the solver's point was worse than the feasible theta = 0, alpha = 0, b = 0",
+    }
+    return trivial
 
 
 def solve(
@@ -115,6 +154,10 @@ def solve(
         result = min(finite or both.values(), key=lambda r: r.objective)
         result.extra["other"] = both["P" if result.regime == "A" else "A"]
         result.wall_time = time.perf_counter() - started
+    if method == "exact":
+        result = _never_worse_than_trivial(problem, result)
+        if "other" in result.extra:
+            result.extra["other"] = _never_worse_than_trivial(problem, result.extra["other"])
     if reference is not None:
         result.reference_objective = ref
         result.gap = (result.objective - ref) / max(1.0, abs(ref))

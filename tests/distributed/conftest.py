@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dist_workers as workers
 import pytest
 
 import constrained_pairs.distributed as cpd
+from tests.helpers import dist_workers as workers
 
 
 @pytest.fixture(scope="session")

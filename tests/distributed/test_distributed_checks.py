@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 
-import dist_workers as workers
 import numpy as np
 import pytest
 import torch
 
 import constrained_pairs.distributed as cpd
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
+from tests.helpers import dist_workers as workers
 
 
 def _reference_checksum(items) -> str:

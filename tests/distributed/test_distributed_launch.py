@@ -8,13 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-import dist_workers as workers
 import pytest
 import torch
 import torch.distributed as dist
 
 import constrained_pairs.distributed as cpd
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError, UnsupportedOptionError
+from tests.helpers import dist_workers as workers
 
 
 def test_launch_returns_each_rank_value_in_rank_order(battery):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from torch import nn
 
-import pytest
 from constrained_pairs.engine import (
     Checkpointer,
     GeneratorState,

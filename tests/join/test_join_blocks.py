@@ -7,7 +7,6 @@ import itertools
 
 import pytest
 import torch
-from join_reference import brute_objective
 
 import constrained_pairs as cpairs
 from constrained_pairs.join import (
@@ -20,6 +19,7 @@ from constrained_pairs.join import (
 )
 from constrained_pairs.join.blocks import block_of
 from constrained_pairs.join.pairs import knn_pairs
+from tests.helpers.join_reference import brute_objective
 
 F64 = torch.float64
 

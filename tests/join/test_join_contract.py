@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from join_reference import cvxpy_reference
 from scipy.optimize import linprog
 
 import constrained_pairs as cpairs
 from constrained_pairs.join.scaling import data_scale, scale_point_back
+from tests.helpers.join_reference import cvxpy_reference
 
 F64 = torch.float64
 RNG = np.random.default_rng(0)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from join_reference import brute_objective, cvxpy_reference
 
 import constrained_pairs as cpairs
+from tests.helpers.join_reference import brute_objective, cvxpy_reference
 
 F64 = torch.float64
 

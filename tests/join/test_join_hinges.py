@@ -8,10 +8,10 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import torch
-from join_reference import brute_objective, cvxpy_reference
 
 import constrained_pairs as cpairs
 from constrained_pairs.join.hinges import SHIFT_INVARIANT
+from tests.helpers.join_reference import brute_objective, cvxpy_reference
 
 F64 = torch.float64
 

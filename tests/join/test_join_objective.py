@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from join_reference import brute_objective
 
 import constrained_pairs as cpairs
 from constrained_pairs.join import pairs as pairs_module
 from constrained_pairs.join.pairs import sample_pairs
+from tests.helpers.join_reference import brute_objective
 
 F64 = torch.float64
 

@@ -9,9 +9,9 @@ from constrained_pairs.errors import UnsupportedOptionError
 from constrained_pairs.join.constraints import constraint_residuals
 from constrained_pairs.join.objective import objective
 from constrained_pairs.methods import solve
+from constrained_pairs.methods.options import TrainOptions
 from constrained_pairs.methods.parametrization import FeasibleHead
 from constrained_pairs.methods.projection import ProjectionMethod
-from constrained_pairs.methods.options import TrainOptions
 from constrained_pairs.methods.training import train
 
 FIRST_ORDER = ("penalty", "projection", "parametrization", "lagrangian", "augmented_lagrangian")

@@ -227,3 +227,18 @@ def test_an_exploding_run_ends_as_diverged(aux_problem):
     result = cp.solve(aux_problem, "projection", regime="A", lr=1e300, max_iter=50, log_every=1)
     assert result.status == cp.Status.DIVERGED
     assert abs(result.objective) < 1e12 * max(1.0, abs(result.history[0]["objective"]))
+
+
+def test_an_exact_point_worse_than_the_trivial_one_is_never_returned(aux_problem):
+    import dataclasses
+
+    from constrained_pairs.methods import _never_worse_than_trivial
+
+    good = cp.solve(aux_problem, "exact", regime="A")
+    assert _never_worse_than_trivial(aux_problem, good) is good
+    for status, value in (("unbounded", float("nan")), ("optimal_inaccurate", 1e6)):
+        bad = dataclasses.replace(good, status=cp.Status(status), objective=value, extra={})
+        fixed = _never_worse_than_trivial(aux_problem, bad)
+        assert fixed.status == cp.Status.OPTIMAL_INACCURATE
+        assert fixed.objective == pytest.approx(math.log(aux_problem.num_classes), rel=1e-12)
+        assert fixed.max_violation == 0.0 and fixed.extra["solver_status"] == status

@@ -3,7 +3,6 @@ batch, give the loss and the input gradients of one process on the concatenated 
 
 from __future__ import annotations
 
-import mmcl_workers as workers
 import pytest
 import torch
 
@@ -11,6 +10,7 @@ from constrained_pairs.distributed import launch
 from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.losses import info_nce
 from constrained_pairs.mmcl import MMCLLoss
+from tests.helpers import mmcl_workers as workers
 
 
 def _views(batch: int = 12, dim: int = 5):

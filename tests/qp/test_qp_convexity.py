@@ -6,11 +6,11 @@ import warnings
 
 import pytest
 import torch
-from qp_cases import cvxpy_reference, random_spd
 
 from constrained_pairs.errors import UnsupportedOptionError
 from constrained_pairs.qp import solve_qp
 from constrained_pairs.status import Status
+from tests.helpers.qp_cases import cvxpy_reference, random_spd
 
 F64 = torch.float64
 BACKENDS = ["native", "qpth", "cvxpylayers"]

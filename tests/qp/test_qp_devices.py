@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from qp_cases import mmcl_problem
 
 from constrained_pairs.qp import solve_qp
+from tests.helpers.qp_cases import mmcl_problem
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from qp_cases import cvxpy_reference, mmcl_problem, planted_box_problem, random_spd
 
 from constrained_pairs.qp import QPInfo, solve_qp
+from tests.helpers.qp_cases import cvxpy_reference, mmcl_problem, planted_box_problem, random_spd
 
 F64 = torch.float64
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from qp_cases import cvxpy_reference
 
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 from constrained_pairs.mmcl import kernel_matrix
 from constrained_pairs.qp import QPInfo, explicit_q, solve_qp, svm_duals
 from constrained_pairs.qp.svm_structure import negatives_index
+from tests.helpers.qp_cases import cvxpy_reference
 
 F64 = torch.float64
 RHO = 0.1
