@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from constrained_pairs._validation import check_float_dtype, check_positive_int
+from constrained_pairs._validation import check_flag, check_float_dtype, check_positive_int
 from constrained_pairs.engine.options import check_device
 from constrained_pairs.errors import InvalidArgumentError
 
@@ -237,8 +237,11 @@ def mnist_join(
     n_a, n_p, n_test = (
         check_positive_int(k, v) for k, v in (("n_a", n_a), ("n_p", n_p), ("n_test", n_test))
     )
+    left_columns = check_positive_int("left_columns", left_columns)
     if not 1 <= left_columns <= 27:
         raise InvalidArgumentError(f"left_columns must be in 1..27, got {left_columns}")
+    check_positive_int("seed", seed, minimum=0)
+    check_flag("images", images)
     check_float_dtype("dtype", dtype)  # pixels lie in [0, 1]: integers would truncate them
     device = check_device(device)
     total = n_a + n_p + n_test

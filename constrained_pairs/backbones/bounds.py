@@ -293,6 +293,12 @@ def lipschitz_bound(module: nn.Module, input_shape: Sequence[int] | None = None)
         raise InvalidArgumentError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     shape = None
     if input_shape is not None:
+        if isinstance(input_shape, str | bytes) or not all(
+            isinstance(s, int | torch.SymInt) and not isinstance(s, bool) for s in input_shape
+        ):
+            raise InvalidArgumentError(
+                f"input_shape must be a sequence of ints, got {input_shape!r}"
+            )
         shape = tuple(int(s) for s in input_shape)
         if not shape or min(shape) < 1:
             raise InvalidArgumentError(f"input_shape must be positive sizes, got {input_shape!r}")

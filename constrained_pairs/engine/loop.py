@@ -177,6 +177,7 @@ def run(
     began = time.perf_counter() - elapsed
     snapshot = task.snapshot()
     finite_flag = None
+    baseline = state.get("baseline") if state is not None else None
     done = start
 
     def save(final: Status | None) -> None:
@@ -188,6 +189,7 @@ def run(
                 "state": {k: v.state_dict() for k, v in task.stateful().items()},
                 "rng": global_rng_state(),
                 "status": None if final is None else final.value,
+                "baseline": baseline,
                 "extra": extra,
             }
         )
@@ -200,6 +202,8 @@ def run(
         candidate = task.snapshot() if log and task.records_start_point else None
         values = task.step(iteration, epoch, log)
         watched = torch.as_tensor(values[settings.monitor]).detach()
+        if baseline is None:  # the run's first value: the scale an explosion is measured against
+            baseline = float(watched)
         bad = ~torch.isfinite(watched)
         finite_flag = bad if finite_flag is None else finite_flag | bad  # no sync between logs
         done = iteration + 1
@@ -207,8 +211,8 @@ def run(
             numbers = _floats({**values, "_bad": finite_flag.to(torch.float64)})
             finite_flag = None
             exploded = False
-            if settings.blowup is not None and history:
-                first = max(1.0, abs(history[0][settings.monitor]))
+            if settings.blowup is not None:
+                first = max(1.0, abs(baseline))
                 exploded = abs(numbers[settings.monitor]) > settings.blowup * first
             if numbers.pop("_bad") > 0 or exploded or not task.finite():
                 status = Status.DIVERGED

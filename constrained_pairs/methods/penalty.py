@@ -89,6 +89,8 @@ class PenaltyMethod(FirstOrderMethod):
             optimizer = "lbfgs" if full else "adam"
         self.optimizer_name = check_choice("optimizer", optimizer, OPTIMIZERS)
         self.staged = self.optimizer_name == "lbfgs"
+        check_float("weight", weight, positive=True, optional=False)
+        check_float("max_weight", max_weight, positive=True)
         if max_weight is None:
             max_weight = 1e2 if penalty == "l1" else 1e5 if self.staged else 1e3
         if not 0 < weight <= max_weight:
@@ -109,8 +111,6 @@ class PenaltyMethod(FirstOrderMethod):
         )
         check_float("alpha_init", alpha_init, optional=False)
         check_bool("factored", factored, optional=True)
-        check_float("weight", weight, positive=True, optional=False)
-        check_float("max_weight", max_weight, positive=True)
         params = [*self.head.parameters(), *self.primal_parameters()]
         groups = [{"params": list(self.head.parameters())}]
         if self.primal_parameters():

@@ -77,6 +77,8 @@ def float_inputs(name: str, x: Any) -> torch.Tensor:
     """``x`` as a tensor; integer data (e.g. uint8 images) in the default float dtype, never
     truncated."""
     x = as_tensor(name, x)
+    if x.is_complex() or x.dtype == torch.bool:
+        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     return x
