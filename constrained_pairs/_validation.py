@@ -191,3 +191,21 @@ def as_feature_tensor(
     if not bool(torch.isfinite(tensor).all()):
         raise InvalidArgumentError(f"{name} contains non-finite values (NaN or inf)")
     return tensor
+
+
+def check_fits_dtype(name: str, value: float, dtype: torch.dtype, *, factor: float = 1.0) -> float:
+    """Return ``value`` if ``factor * value`` is representable in ``dtype`` (at most its
+    ``finfo.max``), else raise naming ``name`` and the largest accepted value.
+
+    For step sizes an optimiser scales before storing them in the parameters' dtype (Adam's
+    first step is ``lr / (1 - beta1)``): a larger one would overflow inside the optimiser.
+    """
+    if not dtype.is_floating_point:
+        return value
+    limit = torch.finfo(dtype).max / factor
+    if abs(value) > limit:
+        raise InvalidArgumentError(
+            f"{name} must be at most {limit:.3g} for {dtype} parameters (larger steps overflow "
+            f"{dtype}), got {value!r}"
+        )
+    return value

@@ -27,6 +27,8 @@ from constrained_pairs.distributed.collectives import broadcast_object, is_main
 from constrained_pairs.errors import CheckpointError, InvalidArgumentError, InvalidTypeError
 
 FORMAT = "constrained_pairs.checkpoint/1"
+#: The state key holding the fingerprint (a run's own state cannot use it).
+RESERVED = "fingerprint"
 #: Plain types of the libraries we build on that optimizer states hold (enums); a module adds
 #: its own with :func:`allow_in_checkpoints`. Nothing else is unpickled.
 SAFE_GLOBALS: list[type] = []
@@ -70,33 +72,60 @@ def describe(value: Any) -> Any:
     return f"{type(value).__module__}.{type(value).__qualname__}"
 
 
-def fingerprint(kind: str, data: Iterable[torch.Tensor | None], options: dict[str, Any]) -> dict:
-    """What identifies a run: package version, ``kind`` (e.g. ``"solve/projection/A"``), the data
-    checksum and the described options."""
+def fingerprint(
+    kind: str,
+    data: Iterable[torch.Tensor | None],
+    options: dict[str, Any],
+    *,
+    method: str | None = None,
+    regime: str | None = None,
+) -> dict:
+    """What identifies a run: package version, ``kind`` (e.g. ``"solve/projection/A"``), the
+    method and regime, the data checksum and the described options.
+
+    Args:
+        kind: what runs; a ``"solve/<method>/<regime>"`` kind also sets ``method`` and
+            ``regime`` when they are not given.
+        data: the tensors the run reads (checksummed).
+        options: the options that shape the result.
+        method: the solution method, when the run has one.
+        regime: the regime (``"A"`` or ``"P"``), when the run has one.
+    """
     from constrained_pairs import __version__
 
-    return {
-        "version": __version__,
-        "kind": kind,
-        "data": data_checksum(data),
-        "options": {k: describe(v) for k, v in sorted(options.items())},
-    }
+    if not isinstance(kind, str):
+        raise InvalidTypeError(f"kind must be a str, got {type(kind).__name__}")
+    if not isinstance(options, dict):
+        raise InvalidTypeError(f"options must be a dict, got {type(options).__name__}")
+    parts = kind.split("/")
+    if len(parts) == 3 and parts[0] == "solve":
+        method = parts[1] if method is None else method
+        regime = parts[2] if regime is None else regime
+    found = {"version": __version__, "kind": kind, "data": data_checksum(data)}
+    if method is not None:
+        found["method"] = method
+    if regime is not None:
+        found["regime"] = regime
+    found["options"] = {k: describe(v) for k, v in sorted(options.items())}
+    return found
 
 
 def _differences(saved: dict, expected: dict) -> list[str]:
-    def pairs(old: dict, new: dict) -> list[str]:
+    def pairs(old: dict, new: dict, keys: Iterable[str]) -> list[str]:
         return [
             f"{key} (checkpoint {old.get(key)!r}, now {new.get(key)!r})"
-            for key in sorted(set(old) | set(new), key=str)
+            for key in keys
             if old.get(key) != new.get(key)
         ]
 
-    found = pairs(
-        {k: saved.get(k) for k in ("version", "kind", "data")},
-        {k: expected.get(k) for k in ("version", "kind", "data")},
-    )
-    options = saved.get("options", {})
-    return found + pairs(options if isinstance(options, dict) else {}, expected.get("options", {}))
+    # method / regime are compared when both files carry them (older files have only kind),
+    # and named first: they say what a differing kind means.
+    named = [k for k in ("method", "regime") if k in saved and k in expected]
+    found = pairs(saved, expected, [*named, "version", "kind", "data"])
+    old = saved.get("options", {})
+    old = old if isinstance(old, dict) else {}
+    new = expected.get("options", {})
+    return found + pairs(old, new, sorted(set(old) | set(new), key=str))
 
 
 class Checkpointer:
@@ -148,12 +177,25 @@ class Checkpointer:
         return bool(broadcast_object(time.monotonic() - self._last_save >= self.min_interval))
 
     def save(self, state: dict[str, Any]) -> None:
-        """Atomically write ``state`` with the fingerprint (rank 0 only)."""
+        """Atomically write ``state`` with the fingerprint (rank 0 only).
+
+        Raises:
+            InvalidTypeError: ``state`` is not a dict.
+            InvalidArgumentError: ``state`` has a ``"fingerprint"`` key (reserved for the run's
+                own fingerprint, which a state key would otherwise override).
+        """
+        if not isinstance(state, dict):
+            raise InvalidTypeError(f"state must be a dict, got {type(state).__name__}")
+        if RESERVED in state:
+            raise InvalidArgumentError(
+                f"state key {RESERVED!r} is reserved for the run's fingerprint; "
+                "store it under another key"
+            )
         if not is_main():
             return
         buffer = io.BytesIO()
         try:
-            torch.save({"fingerprint": self.fingerprint, **state}, buffer)
+            torch.save({RESERVED: self.fingerprint, **state}, buffer)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise CheckpointError(
                 f"checkpoint {self.path}: the state cannot be stored: {exc}"
@@ -167,7 +209,7 @@ class Checkpointer:
         self._last_save = time.monotonic()
 
     def load(self) -> dict[str, Any] | None:
-        """The saved state, or None when the file does not exist.
+        """The saved state (as given to :meth:`save`), or None when the file does not exist.
 
         Raises:
             CheckpointError: for a corrupted, truncated or foreign file, or one whose fingerprint
@@ -192,9 +234,9 @@ class Checkpointer:
                 state = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
         except Exception as exc:
             raise CheckpointError(f"checkpoint {self.path} is not readable: {exc}") from exc
-        if not isinstance(state, dict) or not isinstance(state.get("fingerprint"), dict):
+        if not isinstance(state, dict) or not isinstance(state.get(RESERVED), dict):
             raise CheckpointError(f"checkpoint {self.path} has no run fingerprint")
-        differs = _differences(state["fingerprint"], self.fingerprint)
+        differs = _differences(state.pop(RESERVED), self.fingerprint)
         if differs:
             raise CheckpointError(
                 f"checkpoint {self.path} belongs to another run; it differs in: "

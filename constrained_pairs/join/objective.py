@@ -28,7 +28,12 @@ from constrained_pairs.join.hinges import all_pairs_hinge_sum, hinge_at, hinge_m
 from constrained_pairs.join.pairs import PairSet
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.streaming import stream_sum
-from constrained_pairs.join.validation import alpha_scalar, check_instance, head_tensor
+from constrained_pairs.join.validation import (
+    alpha_scalar,
+    check_instance,
+    check_point_values,
+    head_tensor,
+)
 
 REGIMES = ("A", "P")
 
@@ -185,7 +190,7 @@ def _evaluated_rows(problem: PairProblem, pairs: PairSet | None, block: Any):
     return pair_set, x_a, x_p, y, aux, weight
 
 
-def objective(
+def omega(
     problem: PairProblem,
     *,
     theta1: torch.Tensor,
@@ -200,12 +205,14 @@ def objective(
     feature_map: torch.nn.Module | None = None,
     distance_squash: str | None = None,
 ) -> torch.Tensor:
-    """Ω^A or Ω^P of SPEC §2, differentiable in every argument.
+    """Ω^A or Ω^P of SPEC §2 at any point: the evaluator the methods call every step.
 
     Ω is defined for any α and θ, feasible or not (the first-order methods evaluate it at
     infeasible and diverging points on purpose): only types, dtypes, devices and shapes are
-    checked, in O(1); NaN or infinite inputs give a non-finite value, not an error. θ₁, θ₂, b
-    are used in the problem's dtype (float32 ones on a float64 problem are converted, exactly).
+    checked, in O(1); NaN or infinite inputs give a non-finite value, not an error, and α < 0
+    is evaluated as written. θ₁, θ₂, b are used in the problem's dtype (float32 ones on a
+    float64 problem are converted exactly, integer ones converted). :func:`objective` is the
+    user-facing evaluator, which also checks the values.
 
     Args:
         problem: the data-join problem.
@@ -233,7 +240,7 @@ def objective(
 
     Raises:
         InvalidTypeError: ``problem`` not a ``PairProblem``; ``theta1``/``theta2``/``bias`` not
-            floating tensors of the problem's dtype (or float32 on float64);
+            real tensors of the problem's dtype, float32 on a float64 problem, or integers;
             ``model``/``feature_map`` not modules; ``pairs`` not a ``PairSet``; ``block`` not a
             ``Block``; α not a real number.
         InvalidArgumentError: wrong shapes, tensors on another device, unknown ``regime``.
@@ -302,4 +309,56 @@ def objective(
         alpha_a * problem.r_a
         + alpha_p * problem.r_p
         + (weight * loss - distance_term) / problem.normalizer
+    )
+
+
+def objective(
+    problem: PairProblem,
+    *,
+    theta1: torch.Tensor,
+    theta2: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    alpha_a: torch.Tensor | float,
+    alpha_p: torch.Tensor | float,
+    regime: str = "A",
+    model: torch.nn.Module | None = None,
+    pairs: PairSet | None = None,
+    block: Any = None,
+    feature_map: torch.nn.Module | None = None,
+    distance_squash: str | None = None,
+) -> torch.Tensor:
+    """Ω^A or Ω^P of SPEC §2 at a point of the problem's domain, differentiable in every
+    argument.
+
+    The user-facing evaluator: besides the O(1) checks of :func:`omega` (types, dtypes,
+    devices, shapes), θ₁, θ₂, b must be finite and α_A, α_P finite and >= 0 (one reduction per
+    argument). Integer θ₁, θ₂, b are converted to the problem's dtype; float32 ones on a
+    float64 problem too (exactly).
+
+    Args:
+        problem, theta1, theta2, bias, alpha_a, alpha_p, regime, model, pairs, block,
+            feature_map, distance_squash: as in :func:`omega`.
+
+    Returns:
+        A 0-dim tensor.
+
+    Raises:
+        InvalidTypeError: as in :func:`omega`.
+        InvalidArgumentError: as in :func:`omega`; non-finite θ₁, θ₂ or b; α_A or α_P negative
+            or not finite.
+    """
+    check_point_values(theta1=theta1, theta2=theta2, bias=bias, alpha_a=alpha_a, alpha_p=alpha_p)
+    return omega(
+        problem,
+        theta1=theta1,
+        theta2=theta2,
+        bias=bias,
+        alpha_a=alpha_a,
+        alpha_p=alpha_p,
+        regime=regime,
+        model=model,
+        pairs=pairs,
+        block=block,
+        feature_map=feature_map,
+        distance_squash=distance_squash,
     )

@@ -1,8 +1,9 @@
 """Argument checks of the data-join entry points (``PairProblem``, ``objective``, ``Result``).
 
-Every error names the argument and what was expected. The checks of ``objective`` are O(1)
-(types, dtypes, devices, shapes): it is evaluated at infeasible and diverging points on purpose,
-so NaN, infinite and negative *values* pass through to a non-finite or large Ω.
+Every error names the argument and what was expected. The checks of ``omega`` (the methods'
+evaluator) are O(1) (types, dtypes, devices, shapes): it is evaluated at infeasible and
+diverging points on purpose, so NaN, infinite and negative *values* pass through to a
+non-finite or large Ω; ``objective``, the user-facing evaluator, also checks the values.
 """
 
 from __future__ import annotations
@@ -80,19 +81,20 @@ def check_median(median: torch.Tensor) -> None:
 
 # -- objective ------------------------------------------------------------------------------------
 def head_tensor(name: str, value: Any, problem: Any, optional: bool) -> torch.Tensor | None:
-    """θ₁/θ₂/b: a floating tensor on the problem's device, of its dtype or one that converts to
-    it exactly (float32 on a float64 problem, differentiably); O(1)."""
+    """θ₁/θ₂/b: a real tensor on the problem's device, of its dtype or one that converts to it
+    (float32 on a float64 problem, exactly and differentiably; integers); O(1)."""
     if value is None and optional:
         return None
     if not isinstance(value, torch.Tensor):
         expected = "a torch.Tensor" + (" or None" if optional else "")
         raise InvalidTypeError(f"{name} must be {expected}, got {type(value).__name__}")
     if value.dtype != problem.dtype:
+        integer = not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
         lossless = value.dtype == torch.float32 and problem.dtype == torch.float64
-        if not lossless:
+        if not (lossless or integer):
             raise InvalidTypeError(
-                f"{name} must be a floating tensor of the problem's dtype {problem.dtype} (or "
-                f"float32 on a float64 problem), got {value.dtype}"
+                f"{name} must be a real tensor of the problem's dtype {problem.dtype} (float32 "
+                f"on a float64 problem and integer tensors are converted), got {value.dtype}"
             )
         value = value.to(problem.dtype)
     if value.device != problem.device:
@@ -113,6 +115,31 @@ def alpha_scalar(name: str, value: Any, like: torch.Tensor) -> torch.Tensor:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
     return torch.tensor(float(value), dtype=like.dtype, device=like.device)
+
+
+def check_point_values(**values: Any) -> None:
+    """The values :func:`~constrained_pairs.join.objective.objective` (the user-facing
+    evaluator) also checks: θ₁, θ₂, b finite and α_A, α_P finite and >= 0 (one reduction per
+    tensor). Arguments of a wrong type are skipped: the O(1) checks name them."""
+    for name, value in values.items():
+        alpha = name.startswith("alpha")
+        if isinstance(value, torch.Tensor):
+            if not value.is_floating_point() or (alpha and value.numel() != 1):
+                continue  # integers are finite; bool, complex, shapes: refused by the O(1) checks
+            if alpha:
+                number = float(value.detach().reshape(()))
+            elif not bool(torch.isfinite(value.detach()).all()):
+                raise InvalidArgumentError(f"{name} contains non-finite values (NaN or inf)")
+            else:
+                continue
+        elif alpha and isinstance(value, int | float | np.integer | np.floating):
+            if isinstance(value, bool):
+                continue
+            number = float(value)
+        else:
+            continue
+        if not (math.isfinite(number) and number >= 0):
+            raise InvalidArgumentError(f"{name} must be a finite number >= 0, got {number!r}")
 
 
 def check_instance(name: str, value: Any, kind: type, expected: str) -> None:

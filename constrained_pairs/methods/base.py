@@ -16,10 +16,21 @@ from constrained_pairs.backbones import lipschitz_bound
 from constrained_pairs.distributed.collectives import all_reduce_mean_, is_distributed
 from constrained_pairs.errors import InvalidArgumentError, UnsupportedOptionError
 from constrained_pairs.join.constraints import constraint_residuals, restore_feasibility
-from constrained_pairs.join.objective import features, objective
+from constrained_pairs.join.diagnostics import mean_distance
+from constrained_pairs.join.objective import features, omega
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.methods.head import FreeHead, Point
 from constrained_pairs.methods.options import TrainOptions
+
+
+def training_mean_distance(
+    problem: PairProblem, model: nn.Module | None, feature_map: nn.Module | None
+) -> float | None:
+    """D̄ of ``problem`` as a method sees it (under the frozen ``feature_map`` for feature
+    distances), or None for ``distance="logit"``, where it depends on θ₁."""
+    if problem.distance == "logit":
+        return None
+    return mean_distance(problem, model=model, feature_map=feature_map)
 
 
 class FirstOrderMethod(abc.ABC):
@@ -78,6 +89,10 @@ class FirstOrderMethod(abc.ABC):
             if self.model is not None:
                 self.model.train(training)
         self.aux_dim = problem.aux_a.shape[1] if problem.has_aux else None
+        #: c: the head holds (θ̃, α̃) = c·(θ, α) (the penalty method's rescaling at huge radii;
+        #: every residual is homogeneous, so g(θ̃, α̃) = c·g(θ, α)). Violations are recorded in
+        #: those units, as they are in the scale-normalised problem's (SPEC §7).
+        self.variable_scale = 1.0
 
     # -- what a method implements ----------------------------------------------------------------
     @abc.abstractmethod
@@ -86,8 +101,14 @@ class FirstOrderMethod(abc.ABC):
         total in [0, 1); returns the detached objective at the point before the update."""
 
     def point(self) -> Point:
-        """The current (θ₁, θ₂, b, α_A, α_P), read from the method's ``head``."""
-        return self.head.point()
+        """The current (θ₁, θ₂, b, α_A, α_P): the ``head``'s (θ̃, b, α̃) with θ = θ̃/c, α = α̃/c
+        for the :attr:`variable_scale` c."""
+        raw = self.head.point()
+        c = self.variable_scale
+        if c == 1.0:
+            return raw
+        theta2 = raw.theta2 / c if raw.theta2 is not None else None
+        return Point(raw.theta1 / c, theta2, raw.bias, raw.alpha_a / c, raw.alpha_p / c)
 
     def optimizers(self) -> list[torch.optim.Optimizer]:
         """The torch optimizers whose learning rate follows the schedule."""
@@ -124,6 +145,11 @@ class FirstOrderMethod(abc.ABC):
             **options,
         )
 
+    def mean_distance(self) -> float | None:
+        """D̄ of the problem the method trains on (cached by the problem), or None when d
+        depends on θ (``distance="logit"``)."""
+        return training_mean_distance(self.problem, self.model, self.feature_map)
+
     def primal_parameters(self) -> list[nn.Parameter]:
         return list(self.model.parameters()) if self.model is not None else []
 
@@ -146,8 +172,9 @@ class FirstOrderMethod(abc.ABC):
         # cached(): each parametrized weight (orthogonal, normalised kernels) is computed once
         # per evaluation, however many rows the backbone sees.
         amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.options.amp)
+        # omega: the unchecked evaluator (iterates may be infeasible, e.g. α < 0 under a penalty).
         with amp, torch.nn.utils.parametrize.cached():
-            return objective(
+            return omega(
                 self.problem,
                 **point.kwargs(),
                 regime=self.regime,
@@ -166,9 +193,10 @@ class FirstOrderMethod(abc.ABC):
         )
 
     def max_violation(self) -> torch.Tensor:
-        """The largest constraint violation (inf at a non-finite point, which has no SVD)."""
+        """The largest constraint violation of the head's variables, c·g(θ, α) (inf at a
+        non-finite point, which has no SVD)."""
         with torch.no_grad():
-            point = self.point()
+            point = self.head.point()
             if not bool(torch.isfinite(point.theta1).all()):
                 return torch.tensor(float("inf"))
             values = torch.stack(list(self.residuals(point).values()))
@@ -200,7 +228,7 @@ class FirstOrderMethod(abc.ABC):
             return
         alpha_a, alpha_p = restore_feasibility(
             self.problem,
-            **head.point().constraint_kwargs(),
+            **head.point().constraint_kwargs(),  # homogeneous: the smallest α̃ for θ̃
             regime=self.regime,
             lipschitz=self.lipschitz,
         )

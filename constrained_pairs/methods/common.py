@@ -9,7 +9,7 @@ import torch
 
 from constrained_pairs.join.constraints import constraint_names, constraint_residuals, violations
 from constrained_pairs.join.diagnostics import Diagnostics, diagnose
-from constrained_pairs.join.objective import objective
+from constrained_pairs.join.objective import omega
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
 from constrained_pairs.status import Status
@@ -46,9 +46,7 @@ def make_result(
     if all(bool(torch.isfinite(t).all()) for t in (*head.values(), bias) if t is not None):
         with torch.no_grad():
             frozen = {} if feature_map is None else {"feature_map": feature_map}
-            value = float(
-                objective(problem, **head, bias=bias, regime=regime, model=model, **frozen)
-            )
+            value = float(omega(problem, **head, bias=bias, regime=regime, model=model, **frozen))
             found = violations(constraint_residuals(problem, **head, regime=regime))
         diagnostics = diagnose(
             problem,

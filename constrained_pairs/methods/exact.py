@@ -371,20 +371,20 @@ def _recheck(work: PairProblem, regime: str, built: Program, status: str, gap: f
     """ "optimal" only when the float64 re-check holds in the scaled units (module docstring)."""
     if status != "optimal":
         return status
-    from constrained_pairs.join.objective import objective
+    from constrained_pairs.join.objective import omega
 
     point = _point(built, work)
     if not all(bool(torch.isfinite(t).all()) for t in point.values() if t is not None):
         return "solver_error"
     with torch.no_grad():
         found = violations(constraint_residuals(work, **_without_bias(point), regime=regime))
-        value = float(objective(work, **point, regime=regime))
+        value = float(omega(work, **point, regime=regime))
         # θ = 0, α = 0 with the same bias is feasible: an optimum is never worse than it (a
         # solver whose dual went infeasible can report a tiny gap at a poor point).
         zero = {
             k: torch.zeros_like(v) if v is not None and k != "bias" else v for k, v in point.items()
         }
-        trivial = float(objective(work, **zero, regime=regime))
+        trivial = float(omega(work, **zero, regime=regime))
     solver_gap = gap if gap == gap else 0.0  # NaN: a solver that reports no dual objective
     total_gap = solver_gap + abs(value - float(built.program.value))
     tolerance = GAP_TOL * max(1.0, abs(value))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,34 @@ from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 FULL_BATCH_PAIRS = 2**20
 #: Samples of A and of P per block when the pairs are too many for full batch (2^16 pairs).
 DEFAULT_BLOCK = 256
+#: Largest α·D̄ of a start (``alpha_init``): θ = 0 there, but the budget ‖θ₁‖ <= α_A + α_P
+#: admits logits of size ~α·D̄, and α r terms of the same size; beyond 1e8 a run spends its
+#: iterations undoing the start (1e300 ended at Ω ~ 1e299).
+ALPHA_INIT_MAX = 1e8
+
+
+def check_alpha_init(value: Any, mean_distance: float | None) -> float:
+    """``alpha_init`` as a float in [0, 1e8 / D̄].
+
+    ``alpha_init`` is in the units the method trains in: those of the scale-normalised problem
+    (SPEC §7; ``Result.extra["data_scale"]``) for a linear head, the problem's own with a
+    backbone. ``mean_distance`` is D̄ in those units (None when it depends on θ: the bound is
+    then 1e8).
+
+    Raises:
+        InvalidTypeError: not a real number.
+        InvalidArgumentError: NaN, infinite, negative, or above the bound (the message gives it).
+    """
+    number = check_real("alpha_init", value, minimum=0.0)
+    scale = mean_distance if mean_distance is not None and 0 < mean_distance < math.inf else 1.0
+    limit = ALPHA_INIT_MAX / scale
+    if number > limit:
+        raise InvalidArgumentError(
+            f"alpha_init must be in [0, {limit:.4g}] (alpha_init·D̄ <= {ALPHA_INIT_MAX:g}, with "
+            f"D̄ = {scale:.4g} the mean pair distance in the units the method trains in), "
+            f"got {value!r}"
+        )
+    return number
 
 
 @dataclass

@@ -36,6 +36,12 @@ from constrained_pairs.methods.head import Point
 from constrained_pairs.methods.options import TrainOptions
 
 PARAMETRIZABLE_NORMS = ("nuclear", "frobenius", "spectral", "lipschitz")
+#: α·D̄ of the start that ``alpha_init=0`` stands for. α = softplus(β) is never 0, and
+#: ∂Ω/∂β = (1 − e^{−α})·∂Ω/∂α ≈ α·∂Ω/∂α is of order α·D̄ for small α: Adam's step
+#: lr·m/(√v + 1e-8) only freezes when that falls to ~1e-8. At α·D̄ = 1e-4 the start is
+#: indistinguishable from 0 in Ω (the α terms and the θ budget are ~1e-4) while Adam moves
+#: log α by about lr per step, as from any other start.
+ZERO_ALPHA = 1e-4
 
 
 def _centring_basis(num_classes: int, **kw: Any) -> torch.Tensor:
@@ -144,7 +150,8 @@ class ParametrizationMethod(FirstOrderMethod):
         problem: the data-join problem.
         regime: ``"A"`` or ``"P"``.
         options: the common options.
-        alpha_init: initial value of the smaller α.
+        alpha_init: initial value of the smaller α (>= 0; 0 starts at α = 1e-4/D̄, the
+            parametrisation's α = softplus(β) being positive, see :data:`ZERO_ALPHA`).
     """
 
     name = "parametrization"
@@ -156,8 +163,10 @@ class ParametrizationMethod(FirstOrderMethod):
         self, problem: PairProblem, regime: str, options: TrainOptions, alpha_init: float = 1.0
     ) -> None:
         super().__init__(problem, regime, options)
-        # softplus(·) > 0: the smaller α starts strictly inside its bound
-        check_float("alpha_init", alpha_init, positive=True, optional=False)
+        check_float("alpha_init", alpha_init, optional=False)
+        if alpha_init == 0:
+            # softplus(β) > 0 cannot be 0: start at α·D̄ = 1e-4 instead (see ZERO_ALPHA).
+            alpha_init = ZERO_ALPHA / (self.mean_distance() or 1.0)
         self.head = self.make_head(
             FeasibleHead,
             regime=regime,

@@ -8,14 +8,24 @@ Adam. The default therefore follows the classical method:
 
 * ρ takes the values ``weight``·10^j up to ``max_weight``, one stage per value, each stage a
   share of the iterations, warm-started from the previous one;
-* each stage is solved by L-BFGS with a strong-Wolfe line search (its memory is cleared when ρ
-  changes), which is insensitive to that ill-conditioning;
+* each stage is solved by L-BFGS with a strong-Wolfe line search (:class:`WolfeLBFGS`; its
+  memory is cleared when ρ changes), which is insensitive to that ill-conditioning;
 * with the nuclear norm, θ₁ = U Vᵀ and the coupling constraint is written on the smooth bound
   ½(‖U‖² + ‖V‖²) >= ‖θ₁‖_nuc (:class:`~constrained_pairs.methods.head.FactoredHead`), so every
   penalised stage is smooth and L-BFGS converges; a point feasible for the bound is feasible.
 
 Mini-batches of pairs (stochastic gradients) use Adam instead, with ρ growing geometrically
 along the run (``optimizer="adam"`` or ``"scalar_adam"`` select that path on full batches too).
+
+Scale of the variables. Stationarity in α reads r_A − D̄ + … = λ_θ₁ + κ_A λ_θ₂ + …, so the
+multipliers grow like r_A + r_P, and the violation λ/(2ρ), once α is raised to feasibility,
+costs Ω about (r_A + r_P)·λ/(2ρ): with r_A + r_P >> D̄ no fixed schedule works (radii 1e4·D̄ and
+beyond ended far above the trivially feasible log C). The head therefore holds (θ̃, α̃) =
+c·(θ, α), c = max(1, (r_A + r_P)/(10 D̄)) (``Result.extra["variable_scale"]``), and the penalty
+is on g(θ̃, α̃) = c·g(θ, α) (the residuals are homogeneous). For a linear head this is the
+change of unit of SPEC §7 by the larger of the data's spread and the radii: the multipliers stay
+below ~10·D̄, which the schedule resolves whatever the radii. The usual radii keep c = 1; the
+bias is unscaled; ``alpha_init`` is the initial α̃ (α = ``alpha_init``/c, α·r = O(1)).
 
 ``distance_squash="sigmoid"`` reproduces the research notes' variant: the distance term
 −α Σ d_ij is replaced by −Σ sigmoid(α d_ij). This is a DIFFERENT problem (bounded for any radii,
@@ -37,10 +47,13 @@ from constrained_pairs.errors import InvalidArgumentError
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.methods.base import FirstOrderMethod
 from constrained_pairs.methods.head import FactoredHead, FreeHead
+from constrained_pairs.methods.lbfgs import WolfeLBFGS
 from constrained_pairs.methods.optim import ScalarAdam
 from constrained_pairs.methods.options import FULL_BATCH_PAIRS, TrainOptions
 
 PENALTIES = ("quadratic", "l1")
+#: (r_A + r_P)/D̄ beyond which the variables are rescaled (module docstring).
+SCALED_RADII = 10.0
 OPTIMIZERS = ("lbfgs", "adam", "scalar_adam")
 
 
@@ -56,7 +69,8 @@ class PenaltyMethod(FirstOrderMethod):
         max_weight: last penalty weight (default: 1e5 quadratic with L-BFGS, 1e3 with Adam,
             1e2 for ℓ1).
         distance_squash: None or ``"sigmoid"`` (the notes' variant; changes the problem).
-        alpha_init: initial α_A = α_P.
+        alpha_init: initial α̃_A = α̃_P of the scaled variables, i.e. α = ``alpha_init``/c (module
+            docstring; c = 1 unless r_A + r_P > 10·D̄).
         optimizer: ``"lbfgs"`` (staged weights), ``"adam"`` or ``"scalar_adam"`` (geometric
             weight schedule; :class:`~.optim.ScalarAdam` is Adam with one shared scale). Default:
             ``"lbfgs"`` on full batches, ``"adam"`` on mini-batches.
@@ -106,31 +120,31 @@ class PenaltyMethod(FirstOrderMethod):
                 f"factored=True needs norm='nuclear' (the U Vᵀ bound), got norm={problem.norm!r}"
             )
         self.factored = bool(factored)
+        check_float("alpha_init", alpha_init, optional=False)
+        check_bool("factored", factored, optional=True)
+        self.variable_scale = self._variable_scale()
         self.head = self.make_head(
             FactoredHead if self.factored else FreeHead, alpha_init=alpha_init
         )
-        check_float("alpha_init", alpha_init, optional=False)
-        check_bool("factored", factored, optional=True)
         params = [*self.head.parameters(), *self.primal_parameters()]
         groups = [{"params": list(self.head.parameters())}]
         if self.primal_parameters():
             groups.append({"params": self.primal_parameters(), "lr": options.backbone_lr})
         if self.staged:
-            self.optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                params,
-                lr=1.0,
-                max_iter=1,
-                max_eval=25,  # bounds the line search of the one iteration per step
-                history_size=20,
-                line_search_fn="strong_wolfe",
-                tolerance_grad=0.0,
-                tolerance_change=0.0,
-            )
+            self.optimizer: torch.optim.Optimizer = WolfeLBFGS(params)
             self.optimizer.param_groups[0]["stage"] = -1
         elif self.optimizer_name == "adam":
             self.optimizer = torch.optim.Adam(groups, lr=self.lr)
         else:
             self.optimizer = ScalarAdam(groups, lr=self.lr)
+
+    def _variable_scale(self) -> float:
+        """c = max(1, (r_A + r_P)/(10 D̄)) (module docstring); 1 when D̄ depends on θ (logit)."""
+        problem, d_bar = self.problem, self.mean_distance()
+        if d_bar is None:
+            return 1.0
+        ratio = (problem.r_a + problem.r_p) / (SCALED_RADII * d_bar) if d_bar > 0 else 1.0
+        return max(1.0, ratio) if math.isfinite(ratio) else 1.0
 
     @property
     def stages(self) -> int:
@@ -152,12 +166,13 @@ class PenaltyMethod(FirstOrderMethod):
         return min(self.weight * 10.0 ** self.stage_at(progress), self.max_weight)
 
     def penalised(self, sample: Any, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(Ω + ρ Σ pen(g), Ω) at the current point."""
-        point = self.point()
-        value = self.omega(point, sample)
-        residuals = self.residuals(point)
+        """(Ω + ρ Σ pen(g(θ̃, α̃)), Ω) at the current point (g(θ̃, α̃) = c·g(θ, α))."""
+        value = self.omega(self.point(), sample)
+        scaled = self.head.point()
+        residuals = self.residuals(scaled)
         if self.factored:
-            residuals["theta1_norm"] = self.head.nuclear_bound() - point.alpha_a - point.alpha_p
+            bound = self.head.nuclear_bound()
+            residuals["theta1_norm"] = bound - scaled.alpha_a - scaled.alpha_p
         excess = torch.stack(list(residuals.values())).clamp_min(0)
         penalty = excess.square().sum() if self.penalty == "quadratic" else excess.sum()
         return value + weight * penalty, value
@@ -205,4 +220,5 @@ class PenaltyMethod(FirstOrderMethod):
             "final_weight": self.weight_at(1 - 1e-12),
             "optimizer": self.optimizer_name,
             "factored": self.factored,
+            "variable_scale": self.variable_scale,
         }

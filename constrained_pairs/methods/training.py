@@ -41,13 +41,14 @@ from constrained_pairs.join.blocks import Block, block_of, sample_block
 from constrained_pairs.join.problem import PairProblem
 from constrained_pairs.join.result import Result
 from constrained_pairs.join.scaling import data_scale, scale_point_back
-from constrained_pairs.methods.base import FirstOrderMethod
+from constrained_pairs.methods.base import FirstOrderMethod, training_mean_distance
 from constrained_pairs.methods.common import make_result
 from constrained_pairs.methods.options import (
     DEFAULT_BLOCK,
     FULL_BATCH_PAIRS,
     RESULT_FIELDS,
     TrainOptions,
+    check_alpha_init,
     split_options,
 )
 from constrained_pairs.status import Status
@@ -249,6 +250,9 @@ def _train(
             setattr(settings, name, module)
     if settings.feature_map is not None:
         settings.feature_map.requires_grad_(False).eval()
+    if "alpha_init" in own:  # its range is in units of D̄, known once the problem is scaled
+        d_bar = training_mean_distance(work, settings.model, settings.feature_map)
+        own = {**own, "alpha_init": check_alpha_init(own["alpha_init"], d_bar)}
     method = method_cls(work, regime, settings, **own)
 
     blocks = block_sizes(work, settings)

@@ -140,7 +140,14 @@ class MMCLLoss(nn.Module):
         )
 
     def forward(self, z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-        """The scalar MMCL loss of the two views' embeddings z1, z2 of shape (B, d), B ≥ 2."""
+        """The scalar MMCL loss of the two views' embeddings z1, z2 of shape (B, d), B ≥ 2.
+
+        Like PyTorch's losses, z1 and z2 must be floating tensors (float32 or float64) of one
+        dtype: lists, arrays and mixed dtypes raise :class:`InvalidTypeError`.
+        """
+        for name, t in (("z1", z1), ("z2", z2)):
+            if not isinstance(t, torch.Tensor):
+                raise InvalidTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
         z1 = as_tensor("z1", z1, ndim=2)
         z2 = as_tensor("z2", z2, ndim=2)
         if z1.shape != z2.shape:
@@ -152,7 +159,11 @@ class MMCLLoss(nn.Module):
             if not t.is_floating_point():
                 raise InvalidTypeError(f"{name} must be a floating tensor, got {t.dtype}")
             check_float_dtype(f"{name}.dtype", t.dtype)
-        x_all, z_all, offset, world = all_gather_views(z1, z2.to(z1.dtype), self.gather)
+        if z1.dtype != z2.dtype:
+            raise InvalidTypeError(
+                f"z1 and z2 must have the same dtype, got z1 {z1.dtype} and z2 {z2.dtype}"
+            )
+        x_all, z_all, offset, world = all_gather_views(z1, z2, self.gather)
         if x_all.shape[0] < 2:
             raise InvalidArgumentError(f"MMCLLoss needs a batch of at least 2, got {z1.shape[0]}")
         x = F.normalize(x_all, dim=1)

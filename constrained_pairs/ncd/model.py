@@ -56,6 +56,32 @@ from constrained_pairs.vision.batched import apply_batched, module_device, modul
 Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
+#: Layers that keep the shape of their input (skipped when reading a backbone's output size).
+_SHAPE_KEEPING = (nn.Identity, nn.Dropout, nn.BatchNorm1d, nn.LayerNorm)
+
+
+def _output_size(backbone: nn.Module) -> int | None:
+    """The feature size a backbone surely outputs, when its structure tells (a Linear-like
+    layer, or a Sequential ending in one followed only by activations, dropout or
+    normalisation); None when only a forward pass could tell."""
+    module = backbone
+    while isinstance(module, nn.Sequential) and len(module):
+        layers = list(module)
+        while layers and (
+            isinstance(layers[-1], _SHAPE_KEEPING)
+            or (
+                type(layers[-1]).__module__ == nn.ReLU.__module__  # torch.nn activations
+                and not isinstance(layers[-1], nn.MultiheadAttention | nn.GLU)
+            )
+        ):
+            layers.pop()
+        if not layers:
+            return None
+        module = layers[-1]
+    size = getattr(module, "out_features", None)
+    return size if isinstance(size, int) and not isinstance(size, bool) else None
+
+
 def _novel_column(key: str, doc: str) -> property:
     """A read-only list of the stage-2 records' ``key`` values (records without it skipped)."""
 
@@ -117,7 +143,7 @@ class ResidualNCD(nn.Module):
         backbone: any module mapping a batch of inputs to features of shape (B, feat_dim).
         feat_dim: size of the backbone's features b(x).
         n_known: number of labelled classes c^l (labels 0..n_known-1).
-        n_novel: number of novel classes c^u to discover (>= 1).
+        n_novel: number of novel classes c^u to discover (>= 2: one cluster is trivial).
         alpha: Student-t degrees of freedom of the soft assignment (finite, > 0).
         sigma: Student-t scale (finite, > 0).
         beta: weight of L_distill (finite, >= 0).
@@ -150,6 +176,10 @@ class ResidualNCD(nn.Module):
         self.feat_dim = check_positive_int("feat_dim", feat_dim)
         self.n_known = check_positive_int("n_known", n_known)
         self.n_novel = check_positive_int("n_novel", n_novel)
+        if self.n_novel < 2:
+            raise InvalidArgumentError(
+                f"n_novel must be >= 2 (one novel cluster holds every point), got {n_novel}"
+            )
         self.alpha = check_float("alpha", alpha, positive=True, optional=False)
         self.sigma = check_float("sigma", sigma, positive=True, optional=False)
         self.beta = check_float("beta", beta, optional=False)
@@ -159,6 +189,12 @@ class ResidualNCD(nn.Module):
         hidden = feat_dim if residual_hidden is None else residual_hidden
         hidden = check_positive_int("residual_hidden", hidden)
         device = check_device(device)
+        out = _output_size(backbone)
+        if out is not None and out != feat_dim:
+            raise InvalidArgumentError(
+                f"backbone ends in a layer of {out} output features, but feat_dim={feat_dim}: "
+                "the features b(x) must have feat_dim entries"
+            )
 
         dtype = module_dtype(backbone, torch.get_default_dtype())
         if device is None:
@@ -219,6 +255,10 @@ class ResidualNCD(nn.Module):
 
     def check_input(self, name: str, x: Any) -> torch.Tensor:
         """``x`` as a tensor on the model's device and dtype, checked against the backbone."""
+        x = as_tensor(name, x, finite=False)
+        if x.is_complex() or x.dtype == torch.bool:
+            raise InvalidTypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+        # integers (e.g. uint8 images) convert exactly to the model's floating dtype
         x = as_tensor(name, x, dtype=self.dtype, device=self.device)
         if x.dim() < 2 or x.shape[0] == 0:
             raise InvalidArgumentError(

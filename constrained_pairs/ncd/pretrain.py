@@ -14,9 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from constrained_pairs._validation import check_fits_dtype
 from constrained_pairs.engine import RunOutcome, check_int
 from constrained_pairs.errors import InvalidTypeError
 from constrained_pairs.losses import info_nce
+from constrained_pairs.ncd.training import ADAM_FIRST_STEP
 from constrained_pairs.vision.batched import module_device, module_dtype
 from constrained_pairs.vision.call import TrainingCall, float_inputs
 
@@ -36,6 +38,7 @@ def _prepare(
     call.place(backbone, augment)
     x = float_inputs("x", x)
     x = x.to(device=module_device(backbone, x.device), dtype=module_dtype(backbone, x.dtype))
+    check_fits_dtype("lr", call.lr, x.dtype, factor=ADAM_FIRST_STEP)
     call.batches(len(x), call.batch_size, min_size=min_size, even=True)
     return x, sizes
 

@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from constrained_pairs._validation import as_tensor, check_choice, check_labels
+from constrained_pairs._validation import (
+    as_tensor,
+    check_choice,
+    check_fits_dtype,
+    check_labels,
+)
 from constrained_pairs.distributed.checks import check_same_data, check_world_size
 from constrained_pairs.distributed.collectives import broadcast_object
 from constrained_pairs.engine import RunOutcome, check_bool, check_float, check_int
@@ -27,6 +32,10 @@ if TYPE_CHECKING:
     from constrained_pairs.ncd.model import Augment, ResidualNCD
 
 __all__ = ["fit_known", "fit_novel"]
+
+#: AdamW's first step is lr / (1 - beta1) = 10 lr (default beta1 = 0.9): the largest multiple of
+#: a learning rate that must fit the parameters' dtype.
+ADAM_FIRST_STEP = 10.0
 
 
 def _start(
@@ -45,6 +54,8 @@ def _start(
         backbone_lr = check_float("backbone_lr", backbone_lr, optional=False)
     check_float("weight_decay", weight_decay, optional=False)
     call.place(model, augment)
+    check_fits_dtype("lr", call.lr, model.dtype, factor=ADAM_FIRST_STEP)
+    check_fits_dtype("backbone_lr", backbone_lr, model.dtype, factor=ADAM_FIRST_STEP)
     return dict(
         backbone_lr=backbone_lr,
         weight_decay=weight_decay,

@@ -85,7 +85,7 @@ def solve_qp(
     if check_convexity is not None:
         check_flag("check_convexity", check_convexity)
     return_info = check_flag("return_info", return_info)
-    problem = make_problem(Q, p, lower, upper, A, b)
+    problem = make_problem(Q, p, lower, upper, A, b, check_q=backend != "native")
     tol, max_iter = check_options(tol, max_iter, problem.p.dtype)
     if max_iter is None:
         max_iter = _DEFAULT_MAX_ITER[backend]
@@ -104,10 +104,11 @@ def solve_qp(
         )
         residual, iterations = result.residual.clone(), result.iterations.clone()
         hit_max_iter, nonconvex, unbounded = ~result.done, result.nonconvex, result.unbounded
-        if bool(torch.isfinite(result.min_eigenvalue).any()):
+        failed = None
+        if result.min_eigenvalue is not None:
             extra["min_eigenvalue"] = result.min_eigenvalue.clone()
     else:
-        z, residual, iterations, nonconvex, unbounded, extra = _solve_external(
+        z, residual, iterations, nonconvex, unbounded, failed, extra = _solve_external(
             backend, problem, tol, max_iter, check_convexity is not False
         )
         hit_max_iter = None
@@ -119,6 +120,7 @@ def solve_qp(
         hit_max_iter,
         nonconvex=nonconvex,
         unbounded=unbounded,
+        failed=failed,
         extra=extra,
     )
     if not problem.batched:
@@ -132,7 +134,9 @@ def _solve_external(backend: str, problem: QPProblem, tol: float, max_iter: int,
     Non-convex problems of the batch are passed on with a convexifying diagonal shift (status
     ``nonconvex``). A non-converged point that certifies a recession direction is reported
     ``unbounded``; when the external solver fails outright, the native solver classifies the
-    batch and its unbounded problems are passed on inside a far box (±1e6 × their scale).
+    batch and its unbounded problems are passed on inside a far box (±1e6 × their scale); when
+    it fails on a batch without unbounded problems, the native point is returned with status
+    ``solver_error`` (:func:`_native_fallback`).
     """
     sym = problem.symmetrized()
     B, n = sym.size
@@ -150,6 +154,7 @@ def _solve_external(backend: str, problem: QPProblem, tol: float, max_iter: int,
     else:
         from constrained_pairs.qp.cvxpylayers_backend import solve_cvxpylayers as solve
     known = torch.zeros_like(nonconvex)
+    failed = torch.zeros_like(nonconvex)
     try:
         z, residual, iterations = solve(sym, tol=tol, max_iter=max_iter)
     except (InvalidArgumentError, InvalidTypeError):
@@ -161,19 +166,56 @@ def _solve_external(backend: str, problem: QPProblem, tol: float, max_iter: int,
             )
         known = native.unbounded & ~nonconvex
         if not bool(known.any()):
-            raise UnsupportedOptionError(
-                f"backend={backend!r} failed on this batch: {exc}"
-            ) from exc
+            return _native_fallback(backend, sym, tol, nonconvex, known, exc, extra)
         far = 1e6 * problem_span(sym)
         sym = replace(
             sym,
             lower=torch.where(known.unsqueeze(-1) & ~sym.lower.isfinite(), -far, sym.lower),
             upper=torch.where(known.unsqueeze(-1) & ~sym.upper.isfinite(), far, sym.upper),
         )
-        z, residual, iterations = solve(sym, tol=tol, max_iter=max_iter)
+        try:
+            z, residual, iterations = solve(sym, tol=tol, max_iter=max_iter)
+        except (InvalidArgumentError, InvalidTypeError):
+            raise
+        except Exception as again:
+            return _native_fallback(backend, sym, tol, nonconvex, known, again, extra)
     unbounded = known | (
         ~nonconvex
         & ~(residual <= tol)
         & recession_certificate(sym.Q, sym.p, problem.lower, problem.upper, sym.A, z)
     )
-    return z, residual, iterations, nonconvex, unbounded, extra
+    return z, residual, iterations, nonconvex, unbounded, failed, extra
+
+
+def _native_fallback(
+    backend: str,
+    sym: QPProblem,
+    tol: float,
+    nonconvex: torch.Tensor,
+    unbounded: torch.Tensor,
+    exc: Exception,
+    extra: dict,
+):
+    """The external solver failed on the batch: the native solver's point instead, with status
+    ``solver_error`` for every problem not already classified ``nonconvex`` or ``unbounded``,
+    and the failure in ``extra`` (``"solver_error"``, ``"fallback"``, ``"fallback_converged"``:
+    whether the native point meets ``tol``).
+
+    A documented limitation of the backend (``UnsupportedOptionError``, e.g. qpth's LU of a
+    singular Q) is an input the backend does not take: it is raised, not hidden.
+    """
+    if isinstance(exc, UnsupportedOptionError):
+        raise UnsupportedOptionError(f"backend={backend!r} failed on this batch: {exc}") from exc
+    cap = max(_DEFAULT_MAX_ITER["native"], 2 * sym.size[1])  # active-set steps, not SCS's
+    z, result = solve_native(
+        sym.Q, sym.p, sym.lower, sym.upper, sym.A, sym.b, tol=tol, max_iter=cap
+    )
+    residual = result.residual.clone()
+    extra = {
+        **extra,
+        "solver_error": f"{type(exc).__name__}: {exc}",
+        "fallback": "native",
+        "fallback_converged": (residual <= tol) & result.done & ~result.nonconvex,
+    }
+    failed = ~nonconvex & ~unbounded
+    return z, residual, result.iterations.clone(), nonconvex, unbounded, failed, extra

@@ -42,10 +42,15 @@ class QPInfo:
             (converged), ``max_iter`` (the iteration cap came first), ``optimal_inaccurate`` (the
             solver stopped above ``tol``), ``nonconvex`` (Q has a negative eigenvalue),
             ``unbounded`` (a recession direction of Q's null space decreases the objective) or
-            ``solver_error`` (a non-finite point). Only ``optimal`` returns a certified minimiser.
+            ``solver_error`` (the solver failed: a non-finite point, or an external backend's
+            error, whose message and fallback point are in ``extra``). Only ``optimal``
+            returns a certified minimiser.
         backend: the backend that produced the solution.
         tol: the tolerance ``converged`` was judged against.
-        extra: explanations, e.g. ``"min_eigenvalue"`` ``(B,)`` where a convexity check ran.
+        extra: explanations, e.g. ``"min_eigenvalue"`` ``(B,)`` where a convexity check ran;
+            after an external backend's failure ``"solver_error"`` (its message),
+            ``"fallback"`` (``"native"``, whose point is returned) and ``"fallback_converged"``
+            ``(B,)`` (whether that point meets ``tol``).
     """
 
     converged: torch.Tensor
@@ -68,7 +73,7 @@ _MESSAGES = {
     Status.NONCONVEX: "are not convex (Q has a negative eigenvalue; Q must be PSD)",
     Status.UNBOUNDED: "are unbounded below (a direction of Q's null space decreases the "
     "objective inside the bounds)",
-    Status.SOLVER_ERROR: "failed (non-finite solution)",
+    Status.SOLVER_ERROR: "failed (a solver error or a non-finite solution; see QPInfo.extra)",
 }
 
 
@@ -81,23 +86,23 @@ def build_info(
     *,
     nonconvex: torch.Tensor | None = None,
     unbounded: torch.Tensor | None = None,
+    failed: torch.Tensor | None = None,
     extra: dict[str, Any] | None = None,
     caller: str = "solve_qp",
     stacklevel: int = 3,
 ) -> QPInfo:
     """Assemble a :class:`QPInfo` and warn (``RuntimeWarning``) about every problem that is not
-    ``optimal``; the warning names the statuses and says where to look."""
+    ``optimal``; the warning names the statuses and says where to look. ``failed`` marks the
+    problems the solver reported an error on (status ``solver_error``, unless nonconvex or
+    unbounded)."""
     finite = torch.isfinite(residual)
     converged = (residual <= tol) & finite
     false = torch.zeros_like(converged)
     nonconvex = false if nonconvex is None else nonconvex.to(converged.device)
     unbounded = false if unbounded is None else unbounded.to(converged.device) & ~nonconvex
     hit_max_iter = false if hit_max_iter is None else hit_max_iter
-    converged = converged & ~nonconvex & ~unbounded
-    codes = torch.where(converged, 0, torch.where(hit_max_iter, 1, 2))
-    codes = torch.where(finite, codes, 5)
-    codes = torch.where(unbounded, 4, codes)
-    codes = torch.where(nonconvex, 3, codes).tolist()
+    failed = false if failed is None else failed.to(converged.device)
+    converged = converged & ~nonconvex & ~unbounded & ~failed
     names = (
         Status.OPTIMAL,
         Status.MAX_ITER,
@@ -106,7 +111,14 @@ def build_info(
         Status.UNBOUNDED,
         Status.SOLVER_ERROR,
     )
-    status = tuple(names[c] for c in codes)
+    if bool(converged.all()):  # the common case: no per-problem codes to work out
+        status = (Status.OPTIMAL,) * converged.numel()
+    else:
+        codes = torch.where(converged, 0, torch.where(hit_max_iter, 1, 2))
+        codes = torch.where(finite & ~failed, codes, 5)
+        codes = torch.where(unbounded, 4, codes)
+        codes = torch.where(nonconvex, 3, codes).tolist()
+        status = tuple(names[c] for c in codes)
     info = QPInfo(converged, iterations, residual, status, backend, tol, dict(extra or {}))
     counts = {s: status.count(s) for s in names[1:] if s in status}
     if counts:

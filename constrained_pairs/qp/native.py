@@ -30,17 +30,17 @@ from constrained_pairs.qp.convexity import (
 from constrained_pairs.qp.kkt import (
     KKTFactor,
     factorize,
-    front_index,
-    gather_rows,
-    kkt_solve,
     matvec,
+    minus_rows_times,
+    newton_step,
     refined_solve,
+    symmetric_part,
+    take_step,
     times_free,
 )
 from constrained_pairs.qp.residual import residual_and_gradient
 
 _CHECK_RESIDUAL_AFTER = 15  # iterations after which a small KKT residual alone stops the loop
-_DENSE_PRODUCT = 1 << 20  # Q entries up to which a full product updates the gradient
 
 
 @dataclass
@@ -50,8 +50,8 @@ class NativeResult:
     ``nonconvex`` flags problems whose Q is not PSD (found when a factorisation failed, or by the
     up-front check), ``unbounded`` those whose last step certifies unboundedness
     (:func:`~constrained_pairs.qp.convexity.recession_certificate`); ``min_eigenvalue`` holds
-    λ_min(Q) where it was computed (NaN elsewhere); ``Q`` is the matrix solved (Q + sI with a
-    convexifying shift s on the non-convex problems).
+    λ_min(Q) where it was computed (NaN elsewhere; None when it was computed nowhere); ``Q`` is
+    the matrix solved (Q + sI with a convexifying shift s on the non-convex problems).
     """
 
     z: torch.Tensor
@@ -65,23 +65,8 @@ class NativeResult:
     jittered: bool
     nonconvex: torch.Tensor
     unbounded: torch.Tensor
-    min_eigenvalue: torch.Tensor
+    min_eigenvalue: torch.Tensor | None
     Q: torch.Tensor
-
-
-def _plus_times(g: torch.Tensor, Q: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-    """``g + Q delta``: from the rows of delta's support when it is small, else one product."""
-    if delta.numel() * delta.shape[-1] <= _DENSE_PRODUCT:  # small: one product beats the sync
-        return matvec(Q, delta, g)
-    support = delta != 0
-    count = int(support.sum(-1).max())
-    if count == 0:
-        return g
-    if 3 * count > delta.shape[-1]:
-        return matvec(Q, delta, g)
-    index, valid = front_index(support, count)
-    values = torch.where(valid, delta.gather(-1, index), 0.0)
-    return torch.baddbmm(g.unsqueeze(-2), values.unsqueeze(-2), gather_rows(Q, index)).squeeze(-2)
 
 
 def active_set_solve(
@@ -114,61 +99,69 @@ def active_set_solve(
     false = torch.zeros(B, dtype=torch.bool, device=device)
     nonconvex = false if nonconvex is None else nonconvex
     checked = ~false if min_eigenvalue is not None else false.clone()
-    lam_min = (
-        torch.full((B,), float("nan"), dtype=torch.float64, device=device)
-        if min_eigenvalue is None
-        else min_eigenvalue.clone()
-    )
+    lam_min = None if min_eigenvalue is None else min_eigenvalue.clone()  # where computed
     if shift is not None and bool(nonconvex.any()):  # solve Q + sI on the non-convex problems
         Q = _shifted(Q, shift.to(dtype))
     jitter = None  # regularisation of the free block, once a factorisation fails (PSD Q)
-    diag = Q.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
-    base = n * eps * torch.where(diag > 0, diag, torch.ones_like(diag))
     at_lower = torch.zeros(B, n, dtype=torch.bool, device=device)
     at_upper = torch.zeros_like(at_lower)
     z = torch.zeros_like(p)
     nu = None if A is None else torch.zeros_like(b)
     g = p  # the gradient of the Lagrangian at (z, nu) = (0, 0)
-    step = torch.zeros_like(p)
+    step = None  # the last compact step (of z_fac)
     margin = 1e-2 * tol
-    neg_g_tol = -margin * (1 + p.abs().amax(-1, keepdim=True))
-    finite_bounds = torch.cat([lower, upper], -1)
-    finite_bounds = torch.where(finite_bounds.isfinite(), finite_bounds.abs(), 0.0)
-    z_tol = margin * (1 + finite_bounds.amax(-1, keepdim=True))
+    pos_g_tol = margin * (1 + p.abs().amax(-1, keepdim=True))
+    neg_g_tol = -pos_g_tol
+    bound_size = torch.cat([lower, upper], -1).abs().nan_to_num_(posinf=0.0)
+    z_tol = margin * (1 + bound_size.amax(-1, keepdim=True))
     below_lower, above_upper = lower - z_tol, upper + z_tol
     free_mask = torch.ones(B, n, dtype=torch.bool, device=device)
-    sizes = (n, n)
+    sizes, positions = (n, n), None
     history = []  # per iteration: which problems changed their active set
+    z_fac = None  # the factorisation z was computed with
     residual = None
     for it in range(1, max_iter + 1):
-        x = torch.where(at_lower, lower, torch.where(at_upper, upper, z))
-        fac, failed = factorize(Q, free_mask, A, jitter, sizes)
+        # fixed variables at their bounds (z is there already, but for those that just left F)
+        x = z if it == 1 else torch.clamp(z, lower, upper)
+        fac, failed = factorize(Q, free_mask, A, jitter, sizes, positions)
         # Newton step on the KKT system of the current active set (exact once it is right);
         # each step starts from the last point, so it also refines the previous solve
-        g_x = g if it == 1 else _plus_times(g, Q, x - z)  # nothing is fixed before the first step
+        # x − z lives on the variables that left z's free set: the rows of z's factor give Q(x − z)
+        if z_fac is None:  # nothing is fixed before the first step (or Q was just shifted)
+            g_x = g if it == 1 else matvec(Q, x - z, g)
+        else:
+            g_x = times_free(z_fac, Q, x - z, g)
         r_bot = None if A is None else b - (A @ x.unsqueeze(-1)).squeeze(-1)
-        dx, dnu = kkt_solve(fac, g_x.neg(), r_bot)
-        x = x + dx
+        d, dnu = newton_step(fac, g_x, r_bot)
+        x = take_step(fac, x, d)
         nu_new = None if nu is None else nu + dnu
         if it == 1 and jitter is None:  # the unconstrained Newton step zeroes the gradient
             g_new = torch.zeros_like(g_x)
         else:
-            g_new = times_free(fac, Q, dx, g_x)
+            g_new = minus_rows_times(fac, Q, d, g_x)
             if A is not None:
                 g_new = g_new + (A.mT @ dnu.unsqueeze(-1)).squeeze(-1)
-        # active-set update from the primal values (free variables) and multiplier signs (fixed)
-        new_lower = torch.where(free_mask, x < below_lower, at_lower & (g_new > neg_g_tol))
-        new_upper = torch.where(free_mask, x > above_upper, at_upper & (g_new < -neg_g_tol))
-        changed = ((new_lower ^ at_lower) | (new_upper ^ at_upper)).any(-1)
-        new_free = ~(new_lower | new_upper)
-        count = new_free.sum(-1)
+        # active-set update from the primal values (free variables) and multiplier signs (fixed);
+        # a fixed variable sits on its bound, so only a free one can pass the primal tests
+        if it == 1:  # nothing is fixed yet
+            new_lower, new_upper = x < below_lower, x > above_upper
+            new_free = ~(new_lower | new_upper)
+            changed = ~new_free.all(-1)
+        else:
+            new_lower = torch.where(at_lower, g_new > neg_g_tol, x < below_lower)
+            new_upper = torch.where(at_upper, g_new < pos_g_tol, x > above_upper)
+            new_free = ~(new_lower | new_upper)
+            changed = ((new_lower ^ at_lower) | (new_upper ^ at_upper)).any(-1)
+        positions = new_free.cumsum(-1)
         stats = torch.cat(
-            [torch.stack(torch.aminmax(count)), changed.sum(0, True), failed.sum(0, True)]
+            [positions[:, -1].amax(0, True), changed.sum(0, True), failed.sum(0, True)]
         ).tolist()
-        if stats[3]:  # a failed factorisation: non-convex Q, or a singular PSD free block
+        if stats[2]:  # a failed factorisation: non-convex Q, or a singular PSD free block
             fresh = failed & ~checked
             if bool(fresh.any()):
                 bad, lam = nonconvex_problems(Q[fresh], dtype)
+                if lam_min is None:
+                    lam_min = torch.full((B,), float("nan"), dtype=torch.float64, device=device)
                 lam_min[fresh] = lam
                 new_bad = torch.zeros_like(fresh)
                 new_bad[fresh] = bad
@@ -183,27 +176,31 @@ def active_set_solve(
                         else matvec(Q, z, p) + (A.mT @ nu.unsqueeze(-1)).squeeze(-1)
                     )
                     failed = failed & ~new_bad
+                    z_fac = None  # its rows are those of the unshifted Q
             if it < max_iter:  # retry (a jitter on the singular PSD blocks)
                 if bool(failed.any()):
-                    jitter = torch.zeros_like(diag) if jitter is None else jitter
+                    if jitter is None:
+                        diag = Q.diagonal(dim1=-2, dim2=-1).abs().amax(-1, keepdim=True)
+                        base = n * eps * torch.where(diag > 0, diag, torch.ones_like(diag))
+                        jitter = torch.zeros_like(diag)
                     bumped = torch.maximum(jitter * 1e3, base)
                     jitter = torch.where(failed.unsqueeze(-1), bumped, jitter)
                 continue
-        z, nu, g, step = x, nu_new, g_new, dx
+        z, nu, g, step, z_fac = x, nu_new, g_new, d, fac
         used = (fac, at_lower, at_upper)  # the active set z was computed with
         history.append(changed)
         # converged: no active set changes; after many iterations also accept a point whose
         # KKT residual is below tol (degenerate variables may flip within round-off)
-        if stats[2] == 0 or it >= _CHECK_RESIDUAL_AFTER:
+        if stats[1] == 0 or it >= _CHECK_RESIDUAL_AFTER:
             residual, g = residual_and_gradient(Q, p, lower, upper, A, b, z, nu)
             unfinished = residual > tol
             if not bool(unfinished.any()):
                 break
-            if stats[2] == 0:  # right active set, inexact step (jittered PSD block): refine
+            if stats[1] == 0:  # right active set, inexact step (jittered PSD block): refine
                 history[-1] = unfinished
         residual = None
         at_lower, at_upper, free_mask = new_lower, new_upper, new_free
-        sizes = (stats[0], stats[1])
+        sizes = (0, stats[0])  # (a free set of all n variables is gathered like any other)
     if residual is None:
         residual, _ = residual_and_gradient(Q, p, lower, upper, A, b, z, nu)
     done = residual <= tol
@@ -214,11 +211,13 @@ def active_set_solve(
     unbounded = false
     if jitter is not None and not bool(done.all()):  # only a singular Q can be unbounded
         candidates = ~done & ~nonconvex
+        direction = torch.zeros_like(p)  # the last step, in the full layout
+        direction = direction if step is None else take_step(z_fac, direction, step)
         unbounded = candidates & (
-            recession_certificate(Q, p, lower, upper, A, step)
+            recession_certificate(Q, p, lower, upper, A, direction)
             | recession_certificate(Q, p, lower, upper, A, z)
         )
-    z = torch.minimum(torch.maximum(z, lower), upper)
+    z = torch.clamp(z, lower, upper)
     fac, at_lower, at_upper = used
     jittered = jitter is not None
     return NativeResult(
@@ -251,9 +250,8 @@ class NativeQPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, Q, p, lower, upper, A, b, tol, max_iter, check_convexity, out):
         # ½zᵀQz sees only ½(Q + Qᵀ); the gradient below is symmetric, hence also the gradient
-        # with respect to the unsymmetrised Q (an exactly symmetric Q is used as it is)
-        if not torch.equal(Q, Q.mT):
-            Q = (Q + Q.mT).mul_(0.5)
+        # with respect to the unsymmetrised Q
+        Q = symmetric_part(Q)
         shift = nonconvex = lam = None
         if check_convexity:
             nonconvex, lam = nonconvex_problems(Q, Q.dtype)

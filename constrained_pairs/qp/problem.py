@@ -53,9 +53,24 @@ def _as_real(name: str, value, *, dtype=None, device=None, ndim=None, finite=Tru
     return t
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
+        value, bool | np.bool_
+    )
+
+
 def _bound(name, value, default, B, n, dtype, device) -> torch.Tensor:
     if value is None:
         return torch.full((B, n), default, dtype=dtype, device=device)
+    if _is_number(value):  # checked here, without a pass over a tensor
+        if value != value:
+            raise InvalidArgumentError(f"{name} contains NaN")
+        if value == -default:
+            raise InvalidArgumentError(
+                f"{name} contains {-default}: a {name} bound must be "
+                f"{'below +inf' if default < 0 else 'above -inf'}"
+            )
+        return torch.full((), float(value), dtype=dtype, device=device).expand(B, n)
     t = _as_real(name, value, dtype=dtype, device=device, ndim=(0, 1, 2), finite=False)
     if bool(torch.isnan(t).any()):
         raise InvalidArgumentError(f"{name} contains NaN")
@@ -80,12 +95,49 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
         raise InvalidArgumentError(f"{name} contains non-finite values (NaN or inf)")
 
 
-def make_problem(Q, p, lower, upper, A, b) -> QPProblem:
-    """Validate the user's arguments and broadcast them to a common batch (SPEC §3)."""
+def _common_dtype(**arguments: Any) -> torch.dtype:
+    """The problem's floating dtype, PyTorch's convention (``torch.mm`` refuses mixed dtypes):
+    the floating tensors among the arguments share one dtype, float32 or float64, which numbers,
+    lists, arrays and integer tensors are converted to; without floating tensors, Q's array
+    dtype when floating (a list of floats is float64), else the default dtype.
+    """
+    dtype, first = None, None
+    for name, value in arguments.items():
+        if not (isinstance(value, torch.Tensor) and value.is_floating_point()):
+            continue
+        _refuse_half(name, value.dtype)
+        if dtype is None:
+            dtype, first = value.dtype, name
+        elif value.dtype != dtype:
+            raise InvalidTypeError(
+                f"{first} and {name} must have the same floating dtype, got {first} {dtype} and "
+                f"{name} {value.dtype}; convert one, e.g. {name}.to({first}.dtype)"
+            )
+    return dtype
+
+
+def _refuse_half(name: str, dtype: torch.dtype) -> None:
+    if dtype in (torch.float16, torch.bfloat16):
+        raise InvalidArgumentError(
+            f"{name} has dtype {dtype}: the QP layer does not support half precision (its "
+            "factorisations have no float16/bfloat16 kernels); use float32 or float64"
+        )
+
+
+def make_problem(Q, p, lower, upper, A, b, *, check_q: bool = True) -> QPProblem:
+    """Validate the user's arguments and broadcast them to a common batch (SPEC §3).
+
+    ``check_q=False`` leaves Q's finiteness to the caller (the native solver finds a NaN or inf
+    in the products it computes anyway: :func:`~constrained_pairs.qp.kkt.symmetric_part`).
+    """
+    dtype = _common_dtype(Q=Q, p=p, lower=lower, upper=upper, A=A, b=b)
     Q = _as_real("Q", Q, ndim=(2, 3), finite=False)
-    dtype = Q.dtype if Q.dtype in (torch.float32, torch.float64) else torch.get_default_dtype()
+    if dtype is None:
+        _refuse_half("Q", Q.dtype)
+        dtype = Q.dtype if Q.is_floating_point() else torch.get_default_dtype()
     Q = Q.to(dtype)
-    _check_finite("Q", Q)
+    if check_q:
+        _check_finite("Q", Q)
     device = Q.device
     if Q.shape[-1] != Q.shape[-2]:
         raise InvalidArgumentError(f"Q must be square (n, n) or (B, n, n), got {tuple(Q.shape)}")
@@ -132,7 +184,11 @@ def make_problem(Q, p, lower, upper, A, b) -> QPProblem:
         A, b = A.expand(B, k, n), b.expand(B, k)
     lower_t = _bound("lower", lower, -float("inf"), B, n, dtype, device)
     upper_t = _bound("upper", upper, float("inf"), B, n, dtype, device)
-    if bool((lower_t > upper_t).any()):
+    if (
+        (lower > upper)
+        if _is_number(lower) and _is_number(upper)
+        else bool((lower_t > upper_t).any())
+    ):
         raise InvalidArgumentError("lower must be <= upper everywhere (the box is empty)")
     if A is not None:
         _check_equality_feasible(A, b, lower_t, upper_t)

@@ -10,6 +10,7 @@ import torch
 
 import constrained_pairs as cpairs
 from constrained_pairs.join.blocks import sample_block
+from constrained_pairs.join.objective import omega
 from constrained_pairs.join.pairs import sample_pairs
 
 F64 = torch.float64
@@ -200,10 +201,10 @@ def test_objective_refuses_arguments_of_the_wrong_kind(point, changes, error, ma
         lambda t: t.tolist(),
         lambda t: t.numpy(),
         lambda t: t.half(),
-        lambda t: t.long(),
+        lambda t: t > 0,
         lambda t: torch.complex(t, t),
     ],
-    ids=["list", "numpy", "half", "int64", "complex"],
+    ids=["list", "numpy", "half", "bool", "complex"],
 )
 def test_objective_refuses_heads_that_are_not_tensors_of_the_problems_dtype(point, name, convert):
     problem, head = point
@@ -227,16 +228,60 @@ def test_objective_refuses_a_wrong_shape(point):
         _objective(point, theta1=head["theta1"][:, :2])
 
 
-def test_objective_is_defined_for_any_alpha_and_non_finite_inputs_give_non_finite_values(point):
+def _omega(point, **changes):
+    problem, head = point
+    return omega(problem, **{**head, "alpha_a": 0.5, "alpha_p": 0.7, **changes})
+
+
+def test_the_methods_evaluator_is_defined_for_any_alpha_and_non_finite_inputs(point):
+    # omega, which the methods evaluate at infeasible and diverging points every step.
     # Regime A: for fixed θ and α_P, Ω is affine in α_A (slope r_A − D̄), negative α_A included.
-    values = [float(_objective(point, alpha_a=a)) for a in (-1.0, 0.0, 1.0)]
+    values = [float(_omega(point, alpha_a=a)) for a in (-1.0, 0.0, 1.0)]
     problem = point[0]
     assert values[2] - values[1] == pytest.approx(problem.r_a - problem.mean_distance, rel=1e-12)
     assert values[1] - values[0] == pytest.approx(values[2] - values[1], rel=1e-12)
     nan_head = point[1]["theta1"].clone()
     nan_head[0, 0] = float("nan")
-    assert torch.isnan(_objective(point, theta1=nan_head))
-    assert not torch.isfinite(_objective(point, alpha_p=float("inf")))
+    assert torch.isnan(_omega(point, theta1=nan_head))
+    assert not torch.isfinite(_omega(point, alpha_p=float("inf")))
+    assert float(_omega(point)) == float(_objective(point))  # the same Ω inside the domain
+
+
+def _poisoned(tensor, value):
+    bad = tensor.clone()
+    bad.view(-1)[0] = value
+    return bad
+
+
+@pytest.mark.parametrize("name", ["alpha_a", "alpha_p"])
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), -1.0, -1, torch.tensor(-0.5, dtype=F64), torch.tensor([np.nan])],
+    ids=["nan", "inf", "negative", "negative-int", "negative-tensor", "nan-tensor"],
+)
+def test_objective_refuses_non_finite_or_negative_alphas(point, name, value):
+    with pytest.raises(cpairs.InvalidArgumentError, match=f"{name} must be a finite number >= 0"):
+        _objective(point, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["theta1", "theta2", "bias"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_objective_refuses_non_finite_heads(point, name, value):
+    with pytest.raises(cpairs.InvalidArgumentError, match=f"{name} contains non-finite"):
+        _objective(point, **{name: _poisoned(point[1][name], value)})
+
+
+@pytest.mark.parametrize("name", ["theta1", "theta2", "bias"])
+def test_integer_heads_are_converted_to_the_problems_dtype(point, name):
+    problem, head = point
+    integer = (10 * head[name]).round().to(torch.int64)
+    value = _objective(point, **{name: integer})
+    assert value.dtype == F64
+    assert float(value) == float(_objective(point, **{name: integer.to(F64)}))
+    on_float32 = problem.to(dtype=torch.float32)
+    head32 = {k: v.float() for k, v in head.items()}
+    value32 = cpairs.objective(on_float32, **{**head32, name: integer}, alpha_a=0.5, alpha_p=0.7)
+    assert value32.dtype == torch.float32
 
 
 def test_objective_accepts_pair_samples_and_blocks(point):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from constrained_pairs.errors import InvalidTypeError
 from constrained_pairs.mmcl import MMCLLoss, explicit_q, kernel_matrix
 from constrained_pairs.qp import solve_qp
 from constrained_pairs.qp.svm import solve_dual
@@ -371,3 +372,24 @@ def test_explicit_backends_take_tol_and_max_iter(backend, max_iter):
     reference = MMCLLoss(C=1.0)(z1, z2)
     assert loss_fn.last_info.backend == backend and loss_fn.last_info.tol == 1e-6
     assert abs(float(value) - float(reference)) < 1e-5
+
+
+@pytest.mark.parametrize(
+    "convert", [lambda t: t.tolist(), lambda t: t.numpy()], ids=["list", "numpy"]
+)
+@pytest.mark.parametrize("name", ["z1", "z2"])
+def test_non_tensor_embeddings_are_refused_naming_the_argument(convert, name):
+    views_ = dict(zip(("z1", "z2"), views(batch=4, dim=3, seed=1)))
+    views_[name] = convert(views_[name])
+    with pytest.raises(InvalidTypeError, match=f"{name} must be a torch.Tensor"):
+        MMCLLoss()(**views_)
+
+
+def test_mixed_dtypes_are_refused_naming_both():
+    z1, z2 = views(batch=4, dim=3, seed=2)
+    with pytest.raises(InvalidTypeError, match="z1 torch.float32 and z2 torch.float64"):
+        MMCLLoss()(z1.float(), z2.double())
+    with pytest.raises(InvalidTypeError, match="z1 torch.float64 and z2 torch.float32"):
+        MMCLLoss()(z1.double(), z2.float())
+    same = MMCLLoss()(z1.double(), z2.double())
+    assert same.dtype == torch.float64 and torch.isfinite(same)

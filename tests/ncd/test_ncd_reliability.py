@@ -150,3 +150,77 @@ def test_a_non_finite_loss_ends_stage2_as_diverged_with_the_last_finite_epoch():
     reference.fit_novel(x[novel], epochs=1, batch_size=8, progress=False)
     for a, b in zip(model.state_dict().values(), reference.state_dict().values()):
         assert torch.equal(a, b)
+
+
+# -- inputs, learning rates and sizes (issue 12) ----------------------------------------------
+@pytest.mark.parametrize(
+    "convert", [lambda x: torch.complex(x, x), lambda x: x > 0], ids=["complex", "bool"]
+)
+def test_complex_and_boolean_inputs_are_refused_everywhere(convert):
+    x, y = _blobs()
+    model = _model()
+    with pytest.raises(InvalidTypeError, match="x must hold real numbers"):
+        model.fit_known(convert(x[y < 2]), y[y < 2], epochs=1, progress=False)
+    with pytest.raises(InvalidTypeError, match="x_u must hold real numbers"):
+        model.fit_novel(convert(x[y >= 2]), epochs=1, progress=False)
+    with pytest.raises(InvalidTypeError, match="x must hold real numbers"):
+        model.predict_novel(convert(x))
+    with pytest.raises(InvalidTypeError, match="x must hold real numbers"):
+        model.predict_known(convert(x).numpy())
+
+
+def test_integer_inputs_are_converted_exactly_not_truncated():
+    x, y = _blobs()
+    x_int = (10 * x[y < 2]).round().to(torch.int64)
+    as_int, as_float = _model(), _model()
+    as_int.fit_known(x_int, y[y < 2], epochs=2, batch_size=8, progress=False)
+    as_float.fit_known(x_int.to(torch.float32), y[y < 2], epochs=2, batch_size=8, progress=False)
+    assert as_int.history.ce == as_float.history.ce
+    assert torch.equal(as_int.predict_known(x_int), as_float.predict_known(x_int.float()))
+
+
+@pytest.mark.parametrize("name", ["lr", "backbone_lr"])
+def test_a_learning_rate_the_parameters_dtype_cannot_hold_is_refused(name):
+    x, y = _blobs()
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(InvalidArgumentError, match=f"{name} must be at most .*float32"):
+        model.fit_known(x[y < 2], y[y < 2], epochs=1, progress=False, **{name: 1e300})
+    with pytest.raises(InvalidArgumentError, match=f"{name} must be at most .*float32"):
+        model.fit_novel(x[y >= 2], epochs=1, progress=False, **{name: 1e300})
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    with pytest.raises(InvalidArgumentError, match="lr must be at most"):
+        pretrain_contrastive(mlp_backbone(6, 8), x, 8, RandomAffine(), lr=1e300)
+
+
+def test_a_huge_but_representable_learning_rate_ends_as_diverged():
+    x, y = _blobs()
+    model = _model().double()
+    outcome = model.fit_known(x[y < 2].double(), y[y < 2], epochs=2, lr=1e300, progress=False)
+    assert outcome.status == "diverged"
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_one_novel_class_is_refused():
+    with pytest.raises(InvalidArgumentError, match="n_novel must be >= 2"):
+        ResidualNCD(nn.Sequential(nn.Linear(6, 8)), 8, 3, 1)
+
+
+def test_a_backbone_of_another_feature_size_is_caught_at_construction_or_fit():
+    for backbone in (nn.Linear(6, 5), nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Dropout())):
+        with pytest.raises(InvalidArgumentError, match="5 output features, but feat_dim=8"):
+            ResidualNCD(backbone, 8, 2, 2)
+    ResidualNCD(nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.LayerNorm(8)), 8, 2, 2)
+
+    class Opaque(nn.Module):  # its output size is known only by running it
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = nn.Linear(6, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.inner(x)
+
+    model = ResidualNCD(Opaque(), 8, 2, 2, topk=3)
+    x, y = _blobs()
+    with pytest.raises(InvalidArgumentError, match=r"feat_dim=8\), got \(2, 5\)"):
+        model.fit_known(x[y < 2], y[y < 2], epochs=1, progress=False)

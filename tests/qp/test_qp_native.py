@@ -190,3 +190,36 @@ def test_unbounded_problem_is_reported_not_solved():
     with pytest.warns(RuntimeWarning, match="unbounded"):
         _, info = solve_qp(Q, p, None, 0.0, max_iter=10, return_info=True)
     assert info.status == ("unbounded",) and not info.all_converged
+
+
+def test_asymmetric_q_is_solved_as_its_symmetric_part():
+    torch.manual_seed(11)
+    B, n = 4, 9
+    Q_sym, p = random_spd(B, n), torch.randn(B, n, dtype=F64)
+    S = torch.randn(B, n, n, dtype=F64)
+    Q = Q_sym + (S - S.mT)  # ½zᵀQz = ½zᵀQ_sym z: the antisymmetric part is invisible
+    z, info = solve_qp(Q, p, 0.0, 1.0, return_info=True)
+    ref = cvxpy_reference(Q_sym, p, 0.0, 1.0)
+    assert info.all_converged
+    assert np.abs(z.numpy() - ref).max() <= 1e-6
+    # the gradient is with respect to the entries of the unsymmetrised Q
+    Qg = Q[:1].clone().requires_grad_()
+    assert torch.autograd.gradcheck(lambda q: solve_qp(q, p[:1], 0.0, 1.0), (Qg,))
+
+
+def test_symmetric_part_keeps_round_off_symmetric_q_and_symmetrises_the_rest():
+    from constrained_pairs.qp.kkt import symmetric_part
+
+    torch.manual_seed(12)
+    Q = random_spd(3, 20)
+    assert symmetric_part(Q) is Q
+    # round-off asymmetry (as from K − k 1ᵀ − 1 kᵀ built in two orders): kept as it is
+    k = torch.rand(3, 20, dtype=F64)
+    noisy = Q - k[:, :, None] - k[:, None, :]
+    noisy = noisy + 1e-16 * torch.randn_like(noisy) * noisy.abs()
+    assert symmetric_part(noisy) is noisy
+    # a small genuine asymmetry, far above round-off, is removed
+    E = torch.zeros_like(Q)
+    E[1, 3, 7] = 1e-9
+    out = symmetric_part(Q + E)
+    assert torch.equal(out, 0.5 * ((Q + E) + (Q + E).mT))
