@@ -193,6 +193,11 @@ def as_feature_tensor(
     return tensor
 
 
+#: Adam(W)'s first step is lr / (1 - beta1) = 10 lr (default beta1 = 0.9): the largest multiple of
+#: a learning rate that must fit the parameters' dtype.
+ADAM_FIRST_STEP = 10.0
+
+
 def check_fits_dtype(name: str, value: float, dtype: torch.dtype, *, factor: float = 1.0) -> float:
     """Return ``value`` if ``factor * value`` is representable in ``dtype`` (at most its
     ``finfo.max``), else raise naming ``name`` and the largest accepted value.

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from constrained_pairs._validation import as_tensor
+from constrained_pairs._validation import ADAM_FIRST_STEP, as_tensor, check_fits_dtype
 from constrained_pairs.distributed.checks import check_same_data
 from constrained_pairs.engine import History, RunOutcome
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
@@ -114,6 +114,7 @@ def pretrain(
         "mmcl/pretrain", [inputs], augment=augment, loss=loss, encoder=encoder, dtype=call.dtype
     )
     device, float_dtype = module_device(encoder, inputs.device), module_dtype(encoder)
+    check_fits_dtype("lr", lr, float_dtype, factor=ADAM_FIRST_STEP)
 
     def step_loss(indices: torch.Tensor) -> torch.Tensor:
         batch = inputs[indices.to(inputs.device)].to(device=device, dtype=float_dtype)

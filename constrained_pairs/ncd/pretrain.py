@@ -14,11 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from constrained_pairs._validation import check_fits_dtype
+from constrained_pairs._validation import ADAM_FIRST_STEP, check_fits_dtype
 from constrained_pairs.engine import RunOutcome, check_int
 from constrained_pairs.errors import InvalidTypeError
 from constrained_pairs.losses import info_nce
-from constrained_pairs.ncd.training import ADAM_FIRST_STEP
 from constrained_pairs.vision.batched import module_device, module_dtype
 from constrained_pairs.vision.call import TrainingCall, float_inputs
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from constrained_pairs._validation import (
+    ADAM_FIRST_STEP,
     as_tensor,
     check_choice,
     check_fits_dtype,
@@ -32,10 +33,6 @@ if TYPE_CHECKING:
     from constrained_pairs.ncd.model import Augment, ResidualNCD
 
 __all__ = ["fit_known", "fit_novel"]
-
-#: AdamW's first step is lr / (1 - beta1) = 10 lr (default beta1 = 0.9): the largest multiple of
-#: a learning rate that must fit the parameters' dtype.
-ADAM_FIRST_STEP = 10.0
 
 
 def _start(

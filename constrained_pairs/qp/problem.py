@@ -177,8 +177,9 @@ def make_problem(Q, p, lower, upper, A, b, *, check_q: bool = True) -> QPProblem
     B = sizes.pop() if sizes else 1
     if B == 0:
         raise InvalidArgumentError("the batch is empty (batch size 0)")
-    Q = Q.expand(B, n, n)
-    p = p.expand(B, n)
+    # (a tensor already of the batch shape is kept: no view, no autograd node)
+    Q = Q if Q.shape == (B, n, n) else Q.expand(B, n, n)
+    p = p if p.shape == (B, n) else p.expand(B, n)
     if A is not None:
         k = A.shape[-2]
         A, b = A.expand(B, k, n), b.expand(B, k)

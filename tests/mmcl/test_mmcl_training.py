@@ -226,3 +226,24 @@ def test_two_process_pretraining_shards_the_batch_and_matches_one_process():
             torch.testing.assert_close(result["state"][key], value, rtol=1e-8, atol=1e-10)
     for key, value in ranks[0]["state"].items():
         assert torch.equal(ranks[1]["state"][key], value)
+
+
+def test_pretrain_refuses_a_learning_rate_that_overflows_the_encoder_dtype():
+    from constrained_pairs.errors import InvalidArgumentError
+    from constrained_pairs.mmcl import MMCLLoss, pretrain
+
+    encoder = torch.nn.Linear(4, 3)  # float32: Adam's first step 10·lr must stay below 3.4e38
+
+    def augment(x):
+        return x + 0.01 * torch.randn_like(x)
+
+    with pytest.raises(InvalidArgumentError, match="lr must be at most"):
+        pretrain(
+            encoder,
+            torch.randn(16, 4),
+            loss=MMCLLoss(),
+            augment=augment,
+            epochs=1,
+            batch_size=8,
+            lr=1e300,
+        )
