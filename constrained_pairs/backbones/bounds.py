@@ -293,8 +293,12 @@ def lipschitz_bound(module: nn.Module, input_shape: Sequence[int] | None = None)
         raise InvalidArgumentError(f"module must be a torch.nn.Module, got {type(module).__name__}")
     shape = None
     if input_shape is not None:
-        if isinstance(input_shape, str | bytes) or not all(
-            isinstance(s, int | torch.SymInt) and not isinstance(s, bool) for s in input_shape
+        if (
+            isinstance(input_shape, str | bytes)
+            or not hasattr(input_shape, "__iter__")
+            or not all(
+                isinstance(s, int | torch.SymInt) and not isinstance(s, bool) for s in input_shape
+            )
         ):
             raise InvalidArgumentError(
                 f"input_shape must be a sequence of ints, got {input_shape!r}"

@@ -183,6 +183,8 @@ class Checkpointer:
             InvalidTypeError: ``state`` is not a dict.
             InvalidArgumentError: ``state`` has a ``"fingerprint"`` key (reserved for the run's
                 own fingerprint, which a state key would otherwise override).
+            CheckpointError: the state cannot be stored, or could not be loaded back with
+                ``weights_only=True``.
         """
         if not isinstance(state, dict):
             raise InvalidTypeError(f"state must be a dict, got {type(state).__name__}")
@@ -201,6 +203,14 @@ class Checkpointer:
                 f"checkpoint {self.path}: the state cannot be stored: {exc}"
             ) from exc
         raw = buffer.getvalue()
+        try:  # what cannot be loaded back is refused now, not when the run is resumed
+            with torch.serialization.safe_globals(SAFE_GLOBALS):
+                torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(
+                f"checkpoint {self.path}: the state holds objects a weights_only load refuses "
+                f"(store tensors, numbers, strings and lists/tuples/dicts of them): {exc}"
+            ) from exc
         payload = torch.frombuffer(bytearray(raw), dtype=torch.uint8)
         outer = {"format": FORMAT, "digest": hashlib.sha256(raw).hexdigest(), "payload": payload}
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")

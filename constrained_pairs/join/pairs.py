@@ -96,15 +96,15 @@ def explicit_pairs(value: object, n_a: int, n_p: int, device: torch.device) -> P
 
     One orientation for every input type: rows (i, j) of an (|M|, 2) integer table (a nested
     list, a numpy array or a tensor), i indexing set A and j set P. The only other form is an
-    explicit ``tuple`` of two 1-D integer **tensors** ``(index_a, index_p)``; a list of two index
-    lists is read as two rows, never as two index vectors.
+    explicit ``tuple`` of two 1-D integer tensors or numpy arrays ``(index_a, index_p)``; a list
+    of two index lists is read as two rows, never as two index vectors.
     """
     if (
         isinstance(value, tuple)
         and len(value) == 2
-        and all(isinstance(v, torch.Tensor) and v.dim() == 1 for v in value)
+        and all(isinstance(v, torch.Tensor | np.ndarray) and v.ndim == 1 for v in value)
     ):
-        index_a, index_p = value
+        index_a, index_p = (torch.as_tensor(v) for v in value)
     else:
         try:
             table = (
@@ -113,7 +113,7 @@ def explicit_pairs(value: object, n_a: int, n_p: int, device: torch.device) -> P
         except (TypeError, ValueError) as exc:
             raise InvalidTypeError(
                 "pairs must be 'all', 'knn', an (|M|, 2) integer index array of rows (i, j), or a "
-                "tuple of two 1-D index tensors"
+                "tuple of two 1-D index tensors or arrays"
             ) from exc
         if table.dim() != 2 or table.shape[1] != 2:
             raise InvalidArgumentError(

@@ -67,7 +67,7 @@ class PairProblem:
             class indices; pass ``num_classes`` explicitly for classes absent from P).
         pairs: ``"all"``, ``"knn"`` or explicit pairs: an (|M|, 2) integer table of rows
             (i, j) — i in A, j in P — as a nested list, numpy array or tensor, or a tuple of two
-            1-D index tensors ``(index_a, index_p)``.
+            1-D index tensors or arrays ``(index_a, index_p)``.
         knn: k for ``pairs="knn"``.
         knn_direction: ``"both"`` (the union of A → P and P → A matchings, each pair once, as the
             reference code), ``"a_to_p"`` (each i with its k nearest j) or ``"p_to_a"``.

@@ -59,13 +59,18 @@ def _points(name: str, value: Any) -> np.ndarray:
 def _emd(a: np.ndarray, p: np.ndarray, plan: bool) -> tuple[float, np.ndarray | None]:
     import ot
 
+    # in units of the largest coordinate: POT's simplex works with absolute tolerances, and
+    # squared differences of huge coordinates overflow (W₁ is homogeneous of degree 1)
+    unit = max(float(np.abs(a).max()), float(np.abs(p).max()))
+    unit = 1.0 if unit == 0 else unit
+    a, p = a / unit, p / unit
     cost = np.sqrt(np.maximum(((a[:, None, :] - p[None, :, :]) ** 2).sum(-1), 0.0))
     weights_a = np.full(len(a), 1.0 / len(a))
     weights_p = np.full(len(p), 1.0 / len(p))
     matrix, log = ot.emd(weights_a, weights_p, cost, numItermax=MAX_ITER, log=True)
     if log.get("warning"):
         raise UnsupportedOptionError(f"ot.emd did not reach the optimum: {log['warning']}")
-    return float((matrix * cost).sum()), (matrix if plan else None)
+    return float((matrix * cost).sum()) * unit, (matrix if plan else None)
 
 
 def wasserstein_estimate(

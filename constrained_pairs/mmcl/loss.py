@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -165,9 +167,17 @@ class MMCLLoss(nn.Module):
             )
         x_all, z_all, offset, world = all_gather_views(z1, z2, self.gather)
         if x_all.shape[0] < 2:
-            raise InvalidArgumentError(f"MMCLLoss needs a batch of at least 2, got {z1.shape[0]}")
-        x = F.normalize(x_all, dim=1)
-        z = F.normalize(z_all, dim=1)
+            raise InvalidArgumentError(
+                f"MMCLLoss needs a batch of at least 2 rows in z1 and z2, got {z1.shape[0]}"
+            )
+        x, z = _unit_rows(x_all), _unit_rows(z_all)
+        if self.kernel == "poly" and self.degree * math.log1p(self.coef0) > math.log(
+            torch.finfo(x.dtype).max
+        ):
+            raise InvalidArgumentError(
+                f"the polynomial kernel reaches (1 + coef0)^degree = (1 + {self.coef0})^"
+                f"{self.degree}, beyond {x.dtype}'s range: lower degree or coef0"
+            )
         batch, own = x.shape[0], z1.shape[0]
         anchors = None if world == 1 else torch.arange(offset, offset + own, device=x.device)
         beta = self._solve(self.gram(x, x), anchors)  # (own, batch)
@@ -211,3 +221,11 @@ class MMCLLoss(nn.Module):
         return torch.zeros(index.shape[0], batch, dtype=z.dtype, device=z.device).scatter(
             1, index, z
         )
+
+
+def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit norm at any scale: divided by their largest entry first, so that the
+    norm neither overflows (rows ~1e160) nor falls below ``F.normalize``'s eps (rows ~1e-20).
+    The scale is detached: the result does not depend on it, nor does its gradient."""
+    size = x.detach().abs().amax(1, keepdim=True)
+    return F.normalize(x / torch.where(size > 0, size, 1.0), dim=1)

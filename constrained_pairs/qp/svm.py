@@ -209,7 +209,13 @@ def solve_dual(
     beta = _project(beta, upper).masked_fill(diag, 0).to(dtype)
     residual = kkt_residual(wide, beta.to(wide.dtype), rho, upper, anchors).to(dtype)
     nonconvex = torch.zeros_like(failed)
-    if bool(failed.any()):  # a failed factorisation: is Q_t indefinite (K not PSD)?
+    # Q_t = D_tᵀ K D_t + ρI with ‖D_t‖² = B, so λ_min(Q_t) ≥ ρ + B·min(λ_min(K), 0): one
+    # Cholesky of K + (ρ/B)·I certifies every Q_t positive definite. Without it (K not PSD, or a
+    # failed free-block factorisation) the anchors are checked one by one.
+    shifted = wide + (rho / size) * torch.eye(size, dtype=wide.dtype, device=device)
+    if bool(torch.linalg.cholesky_ex(shifted).info):
+        failed = torch.ones_like(failed)
+    if bool(failed.any()):  # is Q_t indefinite (K not PSD)?
         rows = failed.nonzero().flatten()
         others = torch.argsort(diag[rows].to(torch.int8), dim=1, stable=True)[:, : size - 1]
         q = q_on(kernel, rows if anchors is None else anchors[rows], others, rho)
