@@ -10,7 +10,9 @@ batch: solution and objective), and the largest gradient difference from the nat
 strongest external peer.
 The "clamp" line is the cheapest approximation of the MMCL reference code: one batched linear
 solve ``Q z = −p`` clamped to the box. A backend is skipped where its predicted time exceeds
-``--budget`` seconds. ``--quick``: B ∈ {16, 64}, n ∈ {15, 63}. The headline re-times native,
+``--budget`` seconds. Methods take turns (interleaved); each turn starts with an untimed call
+(:func:`turn`), methods too slow to repeat are timed on their first call.
+``--quick``: B ∈ {16, 64}, n ∈ {15, 63}. The headline re-times native,
 clamp, proxsuite and qpth at B = 64, n = 63 interleaved (5 rounds) and prints last
 ``native vs qpth speedup at B=64,n=63: N.Nx (vs proxsuite N.Nx, native/clamp N.NNx)``.
 """
@@ -134,13 +136,25 @@ def timed(fn, device: str) -> float:
     return CLOCK() - start
 
 
+def turn(fn, device: str, calls: int = 1) -> float:
+    """One method's turn: an untimed call, then the median of ``calls`` timed ones.
+
+    The first call after another library's runs about 30% slower in every kernel, even tiny
+    element-wise ones (measured: native 64×63 4.1 ms right after a proxsuite call, 2.9 ms on the
+    next; the same for the clamp), which weighs on fast methods and hardly on slow ones; every
+    method gets the same untimed call.
+    """
+    fn()
+    return statistics.median(timed(fn, device) for _ in range(calls))
+
+
 def interleaved_times(fns: dict, rounds: int, device: str) -> dict:
     """Median time of each callable, called in turn round after round (so load hits all)."""
     times = {name: [] for name in fns}
     for r in range(rounds):
         names = list(fns)
         for name in names[r % len(names) :] + names[: r % len(names)]:
-            times[name].append(timed(fns[name], device))
+            times[name].append(turn(fns[name], device))
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -236,24 +250,15 @@ def headline(args, rounds: int = 5) -> dict:
     Q, p = svm_duals(64, 63, gen, args.device)
     weights = torch.randn(64, 63, dtype=torch.float64, generator=gen).to(args.device)
 
-    def native_median():  # native and clamp are fast: a median of a few calls per turn
-        return statistics.median(
-            timed(lambda: forward_backward("native", Q, p, weights), args.device) for _ in range(3)
-        )
+    def call(method):
+        return lambda: forward_backward(method, Q, p, weights)
 
-    def clamp_median():
-        return statistics.median(
-            timed(lambda: forward_backward("clamp", Q, p, weights), args.device) for _ in range(3)
-        )
-
-    samples = {"native": [], "clamp": [], "proxsuite": [], "qpth": []}
+    # native and clamp are fast: a median of a few calls per turn
+    calls = {"native": 3, "clamp": 3, "proxsuite": 1, "qpth": 1}
+    samples = {name: [] for name in calls}
     for _ in range(rounds):
-        samples["native"].append(native_median())
-        samples["clamp"].append(clamp_median())
-        samples["proxsuite"].append(
-            timed(lambda: forward_backward("proxsuite", Q, p, weights), args.device)
-        )
-        samples["qpth"].append(timed(lambda: forward_backward("qpth", Q, p, weights), args.device))
+        for name, count in calls.items():
+            samples[name].append(turn(call(name), args.device, count))
     t = {name: statistics.median(v) for name, v in samples.items()}
     return {
         "native_s": t["native"],
@@ -360,7 +365,8 @@ def main() -> None:
         f"Reduced SVM duals (SPEC §3), 0 <= z <= {UPPER}, float64, device {args.device}, "
         f"{args.threads} thread(s){', quick grid' if args.quick else ''}. Time: median "
         f"{'CPU time of this process' if args.clock == 'cpu' else 'wall time'} of forward + "
-        "backward, the methods of a case called in turn (interleaved)"
+        "backward, the methods of a case called in turn (interleaved), each turn after one "
+        "untimed call (the first call after another library's runs ~30% slower in every kernel)"
         f"{'; freed memory kept by malloc (no page faults from re-mapping)' if kept else ''}. "
         "Accuracy on the first "
         f"{args.check} problems against CVXPY/Clarabel: max |z - z_CVXPY| and the largest "

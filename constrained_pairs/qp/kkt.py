@@ -71,16 +71,17 @@ def front_index(
 
     Returns ``(index, valid)``, both ``(B, m)``; ``valid`` (bool) marks the real entries. A
     cumulative count ``pos`` (``mask.cumsum(-1)``, when the caller has it) and one scatter (no
-    sort): entry j of a row goes to column ``#True before j`` when it is True, else to a spare
-    column that is cut off.
+    sort): entry j of a row goes to column ``#True up to j`` when it is True, else to a spare
+    column; the spare and the unused first column are cut off.
     """
     B, n = mask.shape
     cols, _ = _positions(B, n, mask.device)
     pos = mask.cumsum(-1) if pos is None else pos
-    target = torch.where(mask, pos - 1, m)
-    index = torch.zeros(B, m + 1, dtype=torch.long, device=mask.device).scatter_(-1, target, cols)
+    # entry j goes to column pos[j] (1-based) when True, else to the spare column m + 1
+    target = torch.where(mask, pos, m + 1)
+    index = torch.zeros(B, m + 2, dtype=torch.long, device=mask.device).scatter_(-1, target, cols)
     valid = cols[0, :m] < pos[:, -1:]
-    return index[:, :m], valid
+    return index[:, 1 : m + 1], valid
 
 
 def gather_rows(Q: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -158,7 +159,7 @@ def factorize(
         M.diagonal(dim1=-2, dim2=-1).add_(shift)
     chol, info = torch.linalg.cholesky_ex(M, upper=True)  # UᵀU: faster than LLᵀ on the CPU
     if A is None:
-        return KKTFactor(free_mask, index, valid, chol, rows, flat), info > 0
+        return KKTFactor(free_mask, index, valid, chol, rows, flat), info.bool()
     At = A.gather(-1, index.unsqueeze(-2).expand(-1, A.shape[-2], -1)).mT * valid.unsqueeze(-1)
     Y = _chol_solve(chol, At)
     S = At.mT @ Y
@@ -167,7 +168,7 @@ def factorize(
     S.diagonal(dim1=-2, dim2=-1).add_(s_jitter.unsqueeze(-1))
     schur, s_info = torch.linalg.cholesky_ex(S, upper=True)
     factor = KKTFactor(free_mask, index, valid, chol, rows, flat, At, Y, schur)
-    return factor, (info > 0) | (s_info > 0)
+    return factor, info.bool() | s_info.bool()
 
 
 def newton_step(
@@ -180,13 +181,15 @@ def newton_step(
     Padding rows of the factor are those of the identity, so g's padding entries only reach d's
     padding, which is zeroed.
     """
-    d = _chol_solve(fac.chol, g.gather(-1, fac.index).unsqueeze(-1))
+    full = fac.rows is None  # nothing fixed: the compact layout is the full one, no padding
+    d = _chol_solve(fac.chol, (g if full else g.gather(-1, fac.index)).unsqueeze(-1))
     dnu = None
     if fac.At is not None:
         t = _chol_solve(fac.schur, fac.At.mT @ d + r_bot.unsqueeze(-1))
         d = d - fac.Y @ t
         dnu = t.squeeze(-1).neg()
-    return d.squeeze(-1).mul_(fac.valid), dnu
+    d = d.squeeze(-1)
+    return (d if full else d.mul_(fac.valid)), dnu
 
 
 def take_step(fac: KKTFactor, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
