@@ -51,6 +51,23 @@ def as_tensor(
     return tensor
 
 
+def as_real_tensor(
+    name: str,
+    value: Any,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    ndim: int | tuple[int, ...] | None = None,
+    finite: bool = True,
+) -> torch.Tensor:
+    """:func:`as_tensor` that refuses complex and bool data (before any ``dtype`` conversion,
+    which would drop an imaginary part or turn booleans into numbers silently)."""
+    tensor = as_tensor(name, value, device=device, ndim=ndim, finite=False)
+    if tensor.is_complex() or tensor.dtype == torch.bool:
+        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
+    return as_tensor(name, tensor, dtype=dtype, finite=finite)
+
+
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """Return ``value`` if it is one of ``choices``, else raise naming the allowed values."""
     choices = tuple(choices)
@@ -109,6 +126,11 @@ def check_tensor(name: str, value: Any, *, floating: bool = False) -> torch.Tens
     return value
 
 
+def is_real_number(value: Any) -> bool:
+    """A Python or numpy real number, not a bool (``bool`` subclasses ``int``)."""
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
 def check_real(
     name: str,
     value: Any,
@@ -126,7 +148,7 @@ def check_real(
     """
     if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+    if not is_real_number(value):
         raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
     number = float(value)
     low_ok = minimum is None or number > minimum or (number == minimum and not open_minimum)
@@ -180,9 +202,7 @@ def as_feature_tensor(
     float16/bfloat16 (see :data:`SUPPORTED_FLOATS`)."""
     if isinstance(value, np.ndarray) and value.dtype == object:
         raise InvalidTypeError(f"{name} must be a numeric array, got an object array")
-    tensor = as_tensor(name, value, device=device, ndim=ndim, finite=False)
-    if tensor.dtype == torch.bool or tensor.is_complex():
-        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
+    tensor = as_real_tensor(name, value, device=device, ndim=ndim, finite=False)
     if tensor.is_floating_point():
         check_float_dtype(f"{name}.dtype", tensor.dtype)
     target = dtype or (tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype())

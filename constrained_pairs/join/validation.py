@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from constrained_pairs._validation import as_feature_tensor, as_tensor, check_real
+from constrained_pairs._validation import as_feature_tensor, as_tensor, check_real, is_real_number
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 
 
@@ -112,7 +112,7 @@ def alpha_scalar(name: str, value: Any, like: torch.Tensor) -> torch.Tensor:
         if value.numel() != 1:
             raise InvalidArgumentError(f"{name} must be a scalar, got shape {tuple(value.shape)}")
         return value.reshape(())
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+    if not is_real_number(value):
         raise InvalidTypeError(f"{name} must be a real number, got {value!r}")
     return torch.tensor(float(value), dtype=like.dtype, device=like.device)
 
@@ -132,9 +132,7 @@ def check_point_values(**values: Any) -> None:
                 raise InvalidArgumentError(f"{name} contains non-finite values (NaN or inf)")
             else:
                 continue
-        elif alpha and isinstance(value, int | float | np.integer | np.floating):
-            if isinstance(value, bool):
-                continue
+        elif alpha and is_real_number(value):
             number = float(value)
         else:
             continue

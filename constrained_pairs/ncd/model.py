@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from constrained_pairs._validation import as_tensor, check_positive_int
+from constrained_pairs._validation import as_real_tensor, check_positive_int
 from constrained_pairs.engine import History, check_bool, check_device, check_float
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 from constrained_pairs.ncd import training as _training
@@ -255,11 +255,8 @@ class ResidualNCD(nn.Module):
 
     def check_input(self, name: str, x: Any) -> torch.Tensor:
         """``x`` as a tensor on the model's device and dtype, checked against the backbone."""
-        x = as_tensor(name, x, finite=False)
-        if x.is_complex() or x.dtype == torch.bool:
-            raise InvalidTypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
         # integers (e.g. uint8 images) convert exactly to the model's floating dtype
-        x = as_tensor(name, x, dtype=self.dtype, device=self.device)
+        x = as_real_tensor(name, x, dtype=self.dtype, device=self.device)
         if x.dim() < 2 or x.shape[0] == 0:
             raise InvalidArgumentError(
                 f"{name} must be a non-empty batch of shape (N, ...), got {tuple(x.shape)}"

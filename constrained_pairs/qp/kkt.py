@@ -140,7 +140,7 @@ def factorize(
         sizes = tuple(torch.stack([count.min(), count.max()]).tolist())
     least, most = sizes
     if least == n:  # nothing fixed: no gathering needed
-        index = torch.arange(n, device=Q.device).expand(B, n)
+        index, _ = _positions(B, n, Q.device)
         valid = torch.ones(B, n, dtype=dtype, device=Q.device)
         M, rows, flat = Q, None, None
         if jitter is not None:
@@ -205,25 +205,11 @@ def minus_rows_times(fac: KKTFactor, Q: torch.Tensor, d: torch.Tensor, add: torc
     return torch.baddbmm(add.unsqueeze(-2), d.unsqueeze(-2), rows, alpha=-1).squeeze(-2)
 
 
-def kkt_solve(
-    fac: KKTFactor,
-    r_top: torch.Tensor,
-    r_bot: torch.Tensor | None,
-    base: torch.Tensor | None = None,
-):
+def kkt_solve(fac: KKTFactor, r_top: torch.Tensor, r_bot: torch.Tensor | None):
     """Solve ``[[Q_FF + δI, A_Fᵀ], [A_F, 0]] [x_F; nu] = [r_F; r_bot]`` (only r's free part is
-    read); returns ``(x, nu)`` with x zero off F, or ``base + x`` when ``base`` is given."""
-    r = (r_top.gather(-1, fac.index) * fac.valid).unsqueeze(-1)
-    x = _chol_solve(fac.chol, r)
-    nu = None
-    if fac.At is not None:
-        nu = _chol_solve(fac.schur, fac.At.mT @ x - r_bot.unsqueeze(-1))
-        x = x - fac.Y @ nu
-        nu = nu.squeeze(-1)
-    x = x.squeeze(-1) * fac.valid
-    if base is None:
-        base = torch.zeros_like(r_top)
-    return base.scatter_add(-1, fac.index, x), nu
+    read); returns ``(x, nu)`` with x zero off F: the :func:`newton_step` against ``−r_top``."""
+    d, nu = newton_step(fac, r_top.neg(), r_bot)
+    return take_step(fac, torch.zeros_like(r_top), d), nu
 
 
 def matvec(M: torch.Tensor, x: torch.Tensor, add: torch.Tensor | None = None) -> torch.Tensor:

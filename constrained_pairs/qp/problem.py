@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from constrained_pairs._validation import as_tensor
+from constrained_pairs._validation import as_real_tensor, is_real_number
 from constrained_pairs.errors import InvalidArgumentError, InvalidTypeError
 from constrained_pairs.qp.info import default_tol
 
@@ -44,25 +44,16 @@ class QPProblem:
 
 def _as_real(name: str, value, *, dtype=None, device=None, ndim=None, finite=True):
     """:func:`as_tensor` that refuses complex and bool data instead of casting it silently."""
-    t = as_tensor(name, value, device=device, ndim=ndim, finite=False)
-    if t.is_complex() or t.dtype == torch.bool:
-        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    t = t if dtype is None else t.to(dtype)
+    t = as_real_tensor(name, value, dtype=dtype, device=device, ndim=ndim, finite=False)
     if finite:
         _check_finite(name, t)
     return t
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
 def _bound(name, value, default, B, n, dtype, device) -> torch.Tensor:
     if value is None:
         return torch.full((B, n), default, dtype=dtype, device=device)
-    if _is_number(value):  # checked here, without a pass over a tensor
+    if is_real_number(value):  # checked here, without a pass over a tensor
         if value != value:
             raise InvalidArgumentError(f"{name} contains NaN")
         if value == -default:
@@ -187,7 +178,7 @@ def make_problem(Q, p, lower, upper, A, b, *, check_q: bool = True) -> QPProblem
     upper_t = _bound("upper", upper, float("inf"), B, n, dtype, device)
     if (
         (lower > upper)
-        if _is_number(lower) and _is_number(upper)
+        if is_real_number(lower) and is_real_number(upper)
         else bool((lower_t > upper_t).any())
     ):
         raise InvalidArgumentError("lower must be <= upper everywhere (the box is empty)")
@@ -223,7 +214,7 @@ def check_options(tol: Any, max_iter: Any, dtype: torch.dtype) -> tuple[float, i
     """Default and check ``tol`` (1e-8 in float64, 1e-5 in float32) and ``max_iter``."""
     if tol is None:
         tol = default_tol(dtype)
-    if isinstance(tol, bool) or not isinstance(tol, int | float | np.integer | np.floating):
+    if not is_real_number(tol):
         raise InvalidTypeError(f"tol must be a positive number, got {tol!r}")
     if not tol > 0 or tol != tol or tol == float("inf"):
         raise InvalidArgumentError(f"tol must be a finite number > 0, got {tol!r}")

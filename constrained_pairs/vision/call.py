@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from constrained_pairs._validation import as_tensor
+from constrained_pairs._validation import as_real_tensor
 from constrained_pairs.distributed.collectives import is_distributed, world_size
 from constrained_pairs.engine import (
     Checkpointer,
@@ -76,9 +76,7 @@ def check_even_batches(batch_size: int, n: int) -> None:
 def float_inputs(name: str, x: Any) -> torch.Tensor:
     """``x`` as a tensor; integer data (e.g. uint8 images) in the default float dtype, never
     truncated."""
-    x = as_tensor(name, x)
-    if x.is_complex() or x.dtype == torch.bool:
-        raise InvalidTypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    x = as_real_tensor(name, x)
     if not x.is_floating_point():
         x = x.to(torch.get_default_dtype())
     return x
